@@ -1,0 +1,1 @@
+"""The Docker Engine API over HTTP: the only place errors become responses."""

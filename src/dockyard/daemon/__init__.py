@@ -1,0 +1,1 @@
+"""The daemon process: flags, daemon.json, wiring of services, the event bus."""

@@ -1,0 +1,1 @@
+"""Running containers: OCI spec generation, the runtimes, cgroups and the shim."""

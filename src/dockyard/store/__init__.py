@@ -1,0 +1,1 @@
+"""Storage: the metadata database, the content store and the snapshotters."""

@@ -1,0 +1,63 @@
+"""mount(2) and umount2(2).
+
+Flags are the kernel's MS_* values. Errno meanings that callers rely on:
+EINVAL from umount2 means "not a mount point"; EBUSY means still in use
+(retry with MNT_DETACH); ENODEV from mount means the filesystem type is not
+supported here (the overlay snapshotter falls back to copying).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from dockyard.sys.libc import check, libc
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return value.encode()
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+) -> None:
+    check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    check(libc.umount2(_b(target), flags), f"umount {target}")
+
+
+def umount_quiet(target: str, flags: int = MNT_DETACH) -> bool:
+    """Unmount if mounted; True when something was unmounted."""
+    try:
+        umount(target, flags)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+    return True
