@@ -32,7 +32,13 @@ MS_STRICTATIME = 1 << 24
 MNT_FORCE = 1
 MNT_DETACH = 2
 
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
@@ -43,7 +49,11 @@ def _b(value: str | bytes | None) -> bytes | None:
 
 
 def mount(
-    source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
 ) -> None:
     check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
 
@@ -61,3 +71,74 @@ def umount_quiet(target: str, flags: int = MNT_DETACH) -> bool:
             return False
         raise
     return True
+
+
+libc.syscall.restype = ctypes.c_long
+_SYS_PIVOT_ROOT = 155  # x86_64
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2); with new_root == put_old == "." the old root ends up on
+    top of the new one and is then detached with umount2(".", MNT_DETACH)."""
+    result = libc.syscall(
+        ctypes.c_long(_SYS_PIVOT_ROOT), ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))
+    )
+    check(int(result), "pivot_root")
+
+
+_FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
+    "ro": (False, MS_RDONLY),
+    "rw": (True, MS_RDONLY),
+    "nosuid": (False, MS_NOSUID),
+    "suid": (True, MS_NOSUID),
+    "nodev": (False, MS_NODEV),
+    "dev": (True, MS_NODEV),
+    "noexec": (False, MS_NOEXEC),
+    "exec": (True, MS_NOEXEC),
+    "remount": (False, MS_REMOUNT),
+    "bind": (False, MS_BIND),
+    "rbind": (False, MS_BIND | MS_REC),
+    "noatime": (False, MS_NOATIME),
+    "atime": (True, MS_NOATIME),
+    "relatime": (False, MS_RELATIME),
+    "norelatime": (True, MS_RELATIME),
+    "strictatime": (False, MS_STRICTATIME),
+    "nostrictatime": (True, MS_STRICTATIME),
+    "sync": (False, 0x10),
+    "async": (True, 0x10),
+    "dirsync": (False, 0x80),
+    "nodiratime": (False, 0x800),
+    "diratime": (True, 0x800),
+    "mand": (False, 0x40),
+    "nomand": (True, 0x40),
+    "defaults": (False, 0),
+}
+
+MS_UNBINDABLE = 1 << 17
+
+PROPAGATION: dict[str, int] = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+
+def parse_options(options: list[str]) -> tuple[int, list[int], str]:
+    """OCI/fstab mount options -> (MS_* flags, propagation flags, data string)."""
+    flags = 0
+    propagation: list[int] = []
+    data: list[str] = []
+    for option in options:
+        if option in _FLAG_OPTIONS:
+            clear, bit = _FLAG_OPTIONS[option]
+            flags = flags & ~bit if clear else flags | bit
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data)

@@ -1,0 +1,1 @@
+"""Containers: the record, the state machine, logs and the container service."""
