@@ -107,7 +107,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
 
 def clean_name(name: str) -> list[str]:
     """The components of an archive name relative to the target; refuses escapes."""
-    norm = posixpath.normpath("/" + name.lstrip("/"))
+    norm = posixpath.normpath(name.lstrip("/") or ".")
     parts = [p for p in norm.split("/") if p]
     if any(p == ".." for p in parts) or "\x00" in name:
         raise errdefs.InvalidArgument(f"invalid path in layer: {name!r} is outside of the root")

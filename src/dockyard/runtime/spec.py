@@ -10,6 +10,7 @@ ever leaving the (hostile) rootfs.
 from __future__ import annotations
 
 import os
+import resource
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ DEVICE_RULES = (
     {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
 )
 
+NOFILE = 1048576
 _MAX_DB_SIZE = 16 * 1024 * 1024
 
 
@@ -96,6 +98,7 @@ def generate(options: SpecOptions) -> dict:
     """The config.json content for ``options`` (the user is resolved here)."""
     uid, gid, additional = resolve_user(Path(options.rootfs), options.user)
     caps = capabilities(options.cap_add, options.cap_drop, privileged=options.privileged)
+    nofile = nofile_limit()
     process: dict = {
         "terminal": options.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional},
@@ -103,7 +106,7 @@ def generate(options: SpecOptions) -> dict:
         "env": _env(options),
         "cwd": options.cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
         "noNewPrivileges": not options.privileged,
     }
     if options.tty:
@@ -121,6 +124,25 @@ def generate(options: SpecOptions) -> dict:
     if options.annotations:
         spec["annotations"] = dict(options.annotations)
     return spec
+
+
+def nofile_limit() -> int:
+    """containerd's RLIMIT_NOFILE (1048576), or this host's hard limit when we
+    may not raise ours (no CAP_SYS_RESOURCE): the runtime could not set more."""
+    if _has_cap(24):  # CAP_SYS_RESOURCE
+        return NOFILE
+    return min(NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def _has_cap(number: int) -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << number))
+    except OSError:
+        pass
+    return False
 
 
 def capabilities(

@@ -1,0 +1,227 @@
+"""Side-by-side benchmarks: our daemon and, when it is installed, dockerd, in
+one run, through the same docker CLI. Prints a table with the ratios.
+
+    .venv/bin/python bench/run.py [--runs N] [--only NAME]
+
+Measured: `docker run --rm busybox true` latency, `docker ps -a` with 100
+containers, `dockyard version` and `dockyard ps -a` wall time, daemon idle
+RSS, and RSS added per idle running container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Engine:
+    name: str
+    base: Path
+    host: str
+    proc: subprocess.Popen
+    pids: callable  # returns the pids whose RSS counts as "the daemon"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.base / "cfg")}
+
+    def docker(self, *args: str, check: bool = True, input: bytes | None = None):
+        return subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, check=check, input=input
+        )
+
+
+def _wait_ready(engine: Engine, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engine.docker("version", check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{engine.name} did not start")
+
+
+def start_dockyard(base: Path) -> Engine:
+    sock = base / "run" / "d.sock"
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(base / "data"),
+         "--exec-root", str(base / "run"), "--cgroup-parent", f"dockyard-bench-{os.getpid()}",
+         "--config-file", str(base / "none.json")],
+        stdout=open(base / "daemon.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    engine = Engine("dockyard", base, f"unix://{sock}", proc, lambda: [proc.pid])
+    _wait_ready(engine)
+    return engine
+
+
+def start_dockerd(base: Path) -> Engine | None:
+    if shutil.which("dockerd") is None:
+        return None
+    sock = base / "docker.sock"
+    proc = subprocess.Popen(
+        ["dockerd", "-H", f"unix://{sock}", "--data-root", str(base / "data"),
+         "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"),
+         "--bridge=none", "--iptables=false", "--ip6tables=false",
+         "--containerd-namespace", f"bench{os.getpid()}",
+         "--config-file", str(base / "none.json")],
+        stdout=open(base / "daemon.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def pids() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", str(base)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    engine = Engine("dockerd", base, f"unix://{sock}", proc, pids)
+    _wait_ready(engine)
+    return engine
+
+
+def stop(engine: Engine) -> None:
+    ids = engine.docker("ps", "-aq", check=False).stdout.split()
+    if ids:
+        engine.docker("rm", "-f", *[i.decode() for i in ids], check=False)
+    engine.proc.send_signal(signal.SIGTERM)
+    try:
+        engine.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        engine.proc.kill()
+    subprocess.run(["pkill", "-f", str(engine.base)], check=False)
+    time.sleep(0.3)
+    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+        mountpoint = line.split()[4]
+        if mountpoint.startswith(str(engine.base)):
+            subprocess.run(["umount", "-l", mountpoint], check=False)
+    shutil.rmtree(engine.base, ignore_errors=True)
+
+
+def import_busybox(engine: Engine) -> None:
+    tar = subprocess.run(
+        [sys.executable, "-m", "dockyard.image.busybox", "-"], capture_output=True, check=True
+    ).stdout
+    engine.docker("import", "-c", 'CMD ["sh"]', "-", "busybox:latest", input=tar)
+
+
+def timed(fn, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def all_descendants(root_pids: list[int]) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        pid, ppid = map(int, line.split())
+        children.setdefault(ppid, []).append(pid)
+    seen, todo = set(), list(root_pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return sorted(seen)
+
+
+def bench_engine(engine: Engine, runs: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    engine.docker("run", "--rm", "busybox", "true")  # warm up
+    results["run --rm true (s)"] = timed(
+        lambda: engine.docker("run", "--rm", "busybox", "true"), runs
+    )
+    time.sleep(1)
+    results["idle RSS (MB)"] = rss_mb(engine.pids())
+
+    before = _engine_rss(engine)
+    ids = [
+        engine.docker("run", "-d", "busybox", "sleep", "1000").stdout.decode().strip()
+        for _ in range(10)
+    ]
+    time.sleep(1)
+    after = _engine_rss(engine)
+    results["RSS per running container (MB)"] = (after - before) / len(ids)
+    engine.docker("rm", "-f", *ids)
+
+    for _ in range(100):
+        engine.docker("create", "busybox", "true")
+    results["docker ps -a, 100 containers (s)"] = timed(
+        lambda: engine.docker("ps", "-a"), runs
+    )
+    if engine.name == "dockyard":
+        dockyard = str(VENV_BIN / "dockyard")
+        results["dockyard version (s)"] = timed(
+            lambda: subprocess.run([dockyard, "version"], env=engine.env, capture_output=True,
+                                   check=True), runs,
+        )
+        results["dockyard ps -a, 100 containers (s)"] = timed(
+            lambda: subprocess.run([dockyard, "ps", "-a"], env=engine.env, capture_output=True,
+                                   check=True), runs,
+        )
+    ids = engine.docker("ps", "-aq").stdout.decode().split()
+    engine.docker("rm", *ids, check=False)
+    return results
+
+
+def _engine_rss(engine: Engine) -> float:
+    # Everything the engine runs: daemon, shims, containerd, the containers.
+    return rss_mb(all_descendants(engine.pids()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/run.py needs root")
+    rows: dict[str, dict[str, float]] = {}
+    for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
+        base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
+        engine = starter(base)
+        if engine is None:
+            shutil.rmtree(base, ignore_errors=True)
+            print(f"({name} is not installed: measuring dockyard alone)")
+            continue
+        try:
+            import_busybox(engine)
+            rows[name] = bench_engine(engine, args.runs)
+        finally:
+            stop(engine)
+    metrics = sorted({m for r in rows.values() for m in r}, key=list(rows["dockyard"]).index)
+    print(f"{'metric':40} {'dockyard':>12} {'dockerd':>12} {'ratio':>8}")
+    for metric in metrics:
+        ours = rows["dockyard"].get(metric)
+        theirs = rows.get("dockerd", {}).get(metric)
+        ratio = f"{ours / theirs:8.2f}" if ours is not None and theirs else f"{'':8}"
+        fmt = lambda v: f"{v:12.3f}" if v is not None else f"{'-':>12}"  # noqa: E731
+        print(f"{metric:40} {fmt(ours)} {fmt(theirs)} {ratio}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Shared fixtures: a real daemon per test session (per xdist worker) in
+temporary roots, with its own socket and cgroup parent, torn down completely
+at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def _bin(name: str) -> str:
+    path = VENV_BIN / name
+    return str(path) if path.exists() else name
+
+
+class DaemonHandle:
+    """A running dockyardd in temporary roots."""
+
+    def __init__(self, base: Path, tag: str) -> None:
+        self.base = base
+        self.tag = tag
+        self.data_root = base / "data"
+        self.exec_root = base / "run"
+        self.socket = self.exec_root / "d.sock"
+        self.host = f"unix://{self.socket}"
+        self.cgroup_parent = f"dockyard-test-{tag}"
+        self.log = base / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def start(self) -> None:
+        args = [
+            _bin("dockyardd"),
+            "-H", self.host,
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "--cgroup-parent", self.cgroup_parent,
+            "--config-file", str(self.base / "daemon.json"),
+        ]
+        self.proc = subprocess.Popen(
+            args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.socket.exists() and self.cli("version", check=False).returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"dockyardd did not start:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cli(self, *args: str, check: bool = True, input: bytes | None = None, timeout=60):
+        """Run our own `dockyard` CLI against this daemon."""
+        return subprocess.run(
+            [_bin("dockyard"), *args], env=self.env, capture_output=True, input=input,
+            check=check, timeout=timeout,
+        )
+
+    def docker(self, *args: str, check: bool = True, input: bytes | None = None, timeout=60):
+        """Run the real docker CLI against this daemon."""
+        return subprocess.run(
+            ["docker", *args], env={**self.env, "DOCKER_CONFIG": str(self.base / "dcfg")},
+            capture_output=True, input=input, check=check, timeout=timeout,
+        )
+
+    def import_busybox(self, ref: str = "busybox:latest") -> None:
+        tar = subprocess.run(
+            [sys.executable, "-m", "dockyard.image.busybox", "-"], capture_output=True, check=True
+        ).stdout
+        self.cli("import", "-c", 'CMD ["sh"]', "-", ref, input=tar)
+
+    def cleanup_containers(self) -> None:
+        ids = self.cli("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self.cli("rm", "-f", *[i.decode() for i in ids], check=False)
+
+
+def leftovers(handle: DaemonHandle) -> list[str]:
+    """Mounts, processes and cgroups the daemon left behind."""
+    found = []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    for line in mounts.splitlines():
+        if str(handle.base) in line:
+            found.append("mount: " + line.split()[4])
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        if (controller / handle.cgroup_parent).exists():
+            children = [p for p in (controller / handle.cgroup_parent).iterdir() if p.is_dir()]
+            if children:
+                found.append(f"cgroup: {controller.name}/{handle.cgroup_parent}: {children}")
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if str(handle.base) in line:
+            found.append("process: " + line.strip())
+    return found
+
+
+def remove_cgroup_parent(handle: DaemonHandle) -> None:
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        path = controller / handle.cgroup_parent
+        if path.is_dir():
+            for child in sorted(path.glob("*/"), reverse=True):
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def daemon():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tag = f"{os.getpid()}"
+    base = Path(tempfile.mkdtemp(prefix="dy-", dir="/tmp"))
+    handle = DaemonHandle(base, tag)
+    handle.start()
+    handle.import_busybox()
+    try:
+        yield handle
+    finally:
+        try:
+            if handle.proc is None:
+                handle.start()
+            handle.cleanup_containers()
+        finally:
+            handle.stop()
+            left = leftovers(handle)
+            remove_cgroup_parent(handle)
+            shutil.rmtree(base, ignore_errors=True)
+        assert not left, f"the daemon left things behind: {left}"

@@ -1,0 +1,68 @@
+"""Stop the daemon (SIGTERM or SIGKILL) and start it again: containers,
+images, logs and exit codes are all still there, and running containers keep
+running and can be stopped, logged and waited on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonHandle, leftovers, remove_cgroup_parent
+
+
+@pytest.fixture
+def own_daemon():
+    base = Path(tempfile.mkdtemp(prefix="dy-lr-", dir="/tmp"))
+    handle = DaemonHandle(base, f"lr{os.getpid()}")
+    handle.start()
+    handle.import_busybox()
+    try:
+        yield handle
+    finally:
+        if handle.proc is None:
+            handle.start()
+        handle.cleanup_containers()
+        handle.stop()
+        left = leftovers(handle)
+        remove_cgroup_parent(handle)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left
+
+
+def _out(result) -> str:
+    return result.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_containers_survive_daemon_restart(own_daemon, sig):
+    d = own_daemon
+    d.cli("run", "-d", "--name", "live", "busybox", "sh", "-c",
+          "echo one; trap 'echo bye; exit 5' TERM; while true; do sleep 0.1; done")
+    d.cli("run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 4", check=False)
+    pid = int(_out(d.cli("inspect", "-f", "{{.State.Pid}}", "live")))
+    d.stop(sig)
+    os.kill(pid, 0)  # still running without the daemon
+    d.start()
+    assert _out(d.cli("inspect", "-f", "{{.State.Status}}", "live")) == "running"
+    assert _out(d.cli("inspect", "-f", "{{.State.ExitCode}}", "done")) == "4"
+    assert _out(d.cli("logs", "done")) == "finished"
+    assert _out(d.cli("logs", "live")) == "one"
+    d.cli("stop", "live")
+    assert _out(d.cli("wait", "live")) == "5"
+    assert _out(d.cli("logs", "live")) == "one\nbye"
+
+
+def test_container_exiting_while_daemon_is_down(own_daemon):
+    d = own_daemon
+    d.cli("run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 9")
+    d.stop(signal.SIGKILL)
+    time.sleep(1.5)
+    d.start()
+    assert _out(d.cli("wait", "short")) == "9"
+    assert _out(d.cli("inspect", "-f", "{{.State.Status}}", "short")) == "exited"
