@@ -55,10 +55,21 @@ def _wait_ready(engine: Engine, timeout: float = 30) -> None:
 def start_dockyard(base: Path) -> Engine:
     sock = base / "run" / "d.sock"
     proc = subprocess.Popen(
-        [str(VENV_BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(base / "data"),
-         "--exec-root", str(base / "run"), "--cgroup-parent", f"dockyard-bench-{os.getpid()}",
-         "--config-file", str(base / "none.json")],
-        stdout=open(base / "daemon.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "dockyardd"),
+            "-H",
+            f"unix://{sock}",
+            "--data-root",
+            str(base / "data"),
+            "--exec-root",
+            str(base / "run"),
+            "--cgroup-parent",
+            f"dockyard-bench-{os.getpid()}",
+            "--config-file",
+            str(base / "none.json"),
+        ],
+        stdout=open(base / "daemon.log", "wb"),  # noqa: SIM115 - the daemon owns it
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     engine = Engine("dockyard", base, f"unix://{sock}", proc, lambda: [proc.pid])
@@ -71,12 +82,26 @@ def start_dockerd(base: Path) -> Engine | None:
         return None
     sock = base / "docker.sock"
     proc = subprocess.Popen(
-        ["dockerd", "-H", f"unix://{sock}", "--data-root", str(base / "data"),
-         "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"),
-         "--bridge=none", "--iptables=false", "--ip6tables=false",
-         "--containerd-namespace", f"bench{os.getpid()}",
-         "--config-file", str(base / "none.json")],
-        stdout=open(base / "daemon.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            "dockerd",
+            "-H",
+            f"unix://{sock}",
+            "--data-root",
+            str(base / "data"),
+            "--exec-root",
+            str(base / "exec"),
+            "--pidfile",
+            str(base / "docker.pid"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--containerd-namespace",
+            f"bench{os.getpid()}",
+            "--config-file",
+            str(base / "none.json"),
+        ],
+        stdout=open(base / "daemon.log", "wb"),  # noqa: SIM115 - the daemon owns it
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -171,18 +196,20 @@ def bench_engine(engine: Engine, runs: int) -> dict[str, float]:
 
     for _ in range(100):
         engine.docker("create", "busybox", "true")
-    results["docker ps -a, 100 containers (s)"] = timed(
-        lambda: engine.docker("ps", "-a"), runs
-    )
+    results["docker ps -a, 100 containers (s)"] = timed(lambda: engine.docker("ps", "-a"), runs)
     if engine.name == "dockyard":
         dockyard = str(VENV_BIN / "dockyard")
         results["dockyard version (s)"] = timed(
-            lambda: subprocess.run([dockyard, "version"], env=engine.env, capture_output=True,
-                                   check=True), runs,
+            lambda: subprocess.run(
+                [dockyard, "version"], env=engine.env, capture_output=True, check=True
+            ),
+            runs,
         )
         results["dockyard ps -a, 100 containers (s)"] = timed(
-            lambda: subprocess.run([dockyard, "ps", "-a"], env=engine.env, capture_output=True,
-                                   check=True), runs,
+            lambda: subprocess.run(
+                [dockyard, "ps", "-a"], env=engine.env, capture_output=True, check=True
+            ),
+            runs,
         )
     ids = engine.docker("ps", "-aq").stdout.decode().split()
     engine.docker("rm", *ids, check=False)

@@ -44,15 +44,21 @@ class DaemonHandle:
     def start(self) -> None:
         args = [
             _bin("dockyardd"),
-            "-H", self.host,
-            "--data-root", str(self.data_root),
-            "--exec-root", str(self.exec_root),
-            "--cgroup-parent", self.cgroup_parent,
-            "--config-file", str(self.base / "daemon.json"),
+            "-H",
+            self.host,
+            "--data-root",
+            str(self.data_root),
+            "--exec-root",
+            str(self.exec_root),
+            "--cgroup-parent",
+            self.cgroup_parent,
+            "--config-file",
+            str(self.base / "daemon.json"),
         ]
-        self.proc = subprocess.Popen(
-            args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.socket.exists() and self.cli("version", check=False).returncode == 0:
@@ -76,15 +82,23 @@ class DaemonHandle:
     def cli(self, *args: str, check: bool = True, input: bytes | None = None, timeout=60):
         """Run our own `dockyard` CLI against this daemon."""
         return subprocess.run(
-            [_bin("dockyard"), *args], env=self.env, capture_output=True, input=input,
-            check=check, timeout=timeout,
+            [_bin("dockyard"), *args],
+            env=self.env,
+            capture_output=True,
+            input=input,
+            check=check,
+            timeout=timeout,
         )
 
     def docker(self, *args: str, check: bool = True, input: bytes | None = None, timeout=60):
         """Run the real docker CLI against this daemon."""
         return subprocess.run(
-            ["docker", *args], env={**self.env, "DOCKER_CONFIG": str(self.base / "dcfg")},
-            capture_output=True, input=input, check=check, timeout=timeout,
+            ["docker", *args],
+            env={**self.env, "DOCKER_CONFIG": str(self.base / "dcfg")},
+            capture_output=True,
+            input=input,
+            check=check,
+            timeout=timeout,
         )
 
     def import_busybox(self, ref: str = "busybox:latest") -> None:

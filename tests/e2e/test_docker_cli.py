@@ -25,7 +25,9 @@ def test_version_and_info(daemon):
 def test_run_attached_prints_and_exits_with_status(daemon):
     result = daemon.docker("run", "--rm", "busybox", "echo", "Hello world")
     assert result.stdout == b"Hello world\n"
-    result = daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 3", check=False)
+    result = daemon.docker(
+        "run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 3", check=False
+    )
     assert result.returncode == 3
     assert b"err\n" in result.stderr
 
@@ -53,15 +55,38 @@ def test_container_is_isolated(daemon):
 
 def test_env_workdir_user_entrypoint(daemon):
     result = daemon.docker(
-        "run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody",
-        "--entrypoint", "sh", "busybox", "-c", "echo $FOO; pwd; id -un",
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "echo $FOO; pwd; id -un",
     )
     assert out(result).splitlines() == ["bar", "/tmp", "nobody"]
 
 
 def test_detached_lifecycle_ps_logs_stop(daemon):
-    cid = out(daemon.docker("run", "-d", "--name", "sleeper", "-l", "team=a", "busybox",
-                            "sh", "-c", "echo started; exec sleep 100"))
+    cid = out(
+        daemon.docker(
+            "run",
+            "-d",
+            "--name",
+            "sleeper",
+            "-l",
+            "team=a",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; exec sleep 100",
+        )
+    )
     assert len(cid) == 64
     try:
         ps = out(daemon.docker("ps", "--filter", "name=sleeper", "--format", "{{.ID}} {{.Status}}"))
@@ -147,7 +172,9 @@ def test_rename_and_prune(daemon):
 
 
 def test_logs_tail_timestamps_follow(daemon):
-    daemon.docker("run", "--name", "lg", "busybox", "sh", "-c", "for i in 1 2 3 4; do echo $i; done")
+    daemon.docker(
+        "run", "--name", "lg", "busybox", "sh", "-c", "for i in 1 2 3 4; do echo $i; done"
+    )
     try:
         assert out(daemon.docker("logs", "--tail", "2", "lg")) == "3\n4"
         stamped = out(daemon.docker("logs", "-t", "lg")).splitlines()

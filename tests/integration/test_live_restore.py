@@ -42,8 +42,16 @@ def _out(result) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_containers_survive_daemon_restart(own_daemon, sig):
     d = own_daemon
-    d.cli("run", "-d", "--name", "live", "busybox", "sh", "-c",
-          "echo one; trap 'echo bye; exit 5' TERM; while true; do sleep 0.1; done")
+    d.cli(
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; trap 'echo bye; exit 5' TERM; while true; do sleep 0.1; done",
+    )
     d.cli("run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 4", check=False)
     pid = int(_out(d.cli("inspect", "-f", "{{.State.Pid}}", "live")))
     d.stop(sig)

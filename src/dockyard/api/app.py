@@ -42,7 +42,8 @@ async def _middleware(request: web.Request, handler):
         if wanted > _version_tuple(API_VERSION):
             return error_response(
                 400,
-                f"client version {version} is too new. Maximum supported API version is {API_VERSION}",
+                f"client version {version} is too new. "
+                f"Maximum supported API version is {API_VERSION}",
             )
         if wanted < _version_tuple(MIN_API_VERSION):
             return error_response(

@@ -145,9 +145,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     if not (stdout or stderr):
         raise errdefs.InvalidArgument("Bad parameters: you must choose at least one stream")
     if container.host_config.get("LogConfig", {}).get("Type") == "none":
-        raise errdefs.InvalidArgument(
-            'configured logging driver does not support reading'
-        )
+        raise errdefs.InvalidArgument("configured logging driver does not support reading")
     now = time.time()
     since = parse_time(request.query["since"], now) if request.query.get("since") else 0
     until = parse_time(request.query["until"], now) if request.query.get("until") else 0

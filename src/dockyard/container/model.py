@@ -25,12 +25,8 @@ def now_rfc3339() -> str:
 
 def parse_rfc3339(text: str) -> float:
     """Seconds since the epoch of an RFC 3339 stamp (0 for Go's zero time)."""
-    if not text or text.startswith("0001-"):
-        return 0.0
-    main, _, rest = text.partition(".")
-    frac = rest.rstrip("Z")
-    base = datetime.strptime(main.rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return base.timestamp() + (float("0." + frac) if frac.isdigit() else 0.0)
+    parsed = units.parse_time(text)
+    return parsed.timestamp() if parsed else 0.0
 
 
 @dataclass
@@ -62,23 +58,9 @@ class State:
             "FinishedAt": self.finished_at,
         }
 
-    def human(self, now: float | None = None) -> str:
+    def human(self) -> str:
         """The ``Status`` column text: "Up 3 seconds", "Exited (0) 2 minutes ago"."""
-        now = time.time() if now is None else now
-        if self.status in (Status.RUNNING, Status.PAUSED):
-            text = "Up " + units.human_duration(now - parse_rfc3339(self.started_at))
-            return text + " (Paused)" if self.status == Status.PAUSED else text
-        if self.status == Status.RESTARTING:
-            ago = units.human_duration(now - parse_rfc3339(self.finished_at))
-            return f"Restarting ({self.exit_code}) {ago} ago"
-        if self.status == Status.REMOVING:
-            return "Removal In Progress"
-        if self.status == Status.DEAD:
-            return "Dead"
-        if self.status == Status.CREATED or self.finished_at == ZERO_TIME:
-            return "Created"
-        ago = units.human_duration(now - parse_rfc3339(self.finished_at))
-        return f"Exited ({self.exit_code}) {ago} ago"
+        return units.container_status(self.to_api())
 
 
 @dataclass

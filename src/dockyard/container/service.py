@@ -179,8 +179,8 @@ class ContainerService:
         host_config["Runtime"] = runtime
         if host_config["LogConfig"]["Type"] not in ("json-file", "none"):
             raise errdefs.InvalidArgument(
-                f'failed to create task for container: logger: no log driver named '
-                f'\'{host_config["LogConfig"]["Type"]}\' is registered'
+                f"failed to create task for container: logger: no log driver named "
+                f"'{host_config['LogConfig']['Type']}' is registered"
             )
 
         cid = _new_id()
@@ -343,10 +343,10 @@ class ContainerService:
         self._save(c)
 
     def _prepare_bundle(self, c: Container, bundle: Path, rootfs: Path) -> None:
+        import json
+
         from dockyard.runtime import spec
         from dockyard.store.snapshots import unmount
-
-        import json
 
         rootfs.mkdir(parents=True, exist_ok=True)
         mounts = self.snapshotter.mounts(c.id)
@@ -492,7 +492,9 @@ class ContainerService:
             runtime.stopping = True
         await runtime.shim.kill(number)
 
-    async def stop(self, ref: str, *, timeout: int | None = None, signal: str | None = None) -> None:
+    async def stop(
+        self, ref: str, *, timeout: int | None = None, signal: str | None = None
+    ) -> None:
         c = self.get(ref)
         runtime = self._running.get(c.id)
         if runtime is None or not c.state.running:
@@ -613,9 +615,7 @@ class ContainerService:
         c = self.get(ref)
         stored = names.validate(new_name)
         if stored == c.name:
-            raise errdefs.Conflict(
-                "Renaming a container with the same name as its current name"
-            )
+            raise errdefs.Conflict("Renaming a container with the same name as its current name")
         old = c.name
         c.name = stored
         try:
@@ -681,9 +681,24 @@ class ContainerService:
         return int(row["size"]) if row else 0
 
     def _matches(self, c: Container, filters: dict[str, list[str]]) -> bool:
-        known = {"status", "name", "id", "label", "label!", "ancestor", "exited", "before",
-                 "since", "health", "network", "volume", "publish", "expose", "isolation",
-                 "is-task"}
+        known = {
+            "status",
+            "name",
+            "id",
+            "label",
+            "label!",
+            "ancestor",
+            "exited",
+            "before",
+            "since",
+            "health",
+            "network",
+            "volume",
+            "publish",
+            "expose",
+            "isolation",
+            "is-task",
+        }
         for key in filters:
             if key not in known:
                 raise errdefs.InvalidArgument(f"invalid filter '{key}'")
@@ -691,9 +706,7 @@ class ContainerService:
             valid = {s.value for s in Status}
             for value in filters["status"]:
                 if value not in valid:
-                    raise errdefs.InvalidArgument(
-                        f"invalid filter 'status={value}'"
-                    )
+                    raise errdefs.InvalidArgument(f"invalid filter 'status={value}'")
             if c.state.status.value not in filters["status"]:
                 return False
         if "name" in filters and not any(
@@ -732,9 +745,11 @@ class ContainerService:
         graph: dict = {}
         with contextlib.suppress(Exception):
             upper = self.snapshotter.upper_dir(c.id)
-            graph = {"UpperDir": str(upper), "MergedDir": str(
-                self.config.container_run_dir(c.id) / "bundle" / "rootfs"
-            ), "WorkDir": str(Path(upper).parent / "work")}
+            graph = {
+                "UpperDir": str(upper),
+                "MergedDir": str(self.config.container_run_dir(c.id) / "bundle" / "rootfs"),
+                "WorkDir": str(Path(upper).parent / "work"),
+            }
         data = c.inspect(graph_data=graph, network=_network_settings(c))
         if size:
             data["SizeRw"] = self._usage(c.id)
@@ -794,7 +809,6 @@ def _parse_until(value: str) -> float:
 
 
 def _network_settings(c: Container) -> dict:
-    mode = c.host_config.get("NetworkMode") or "default"
     return {
         "Bridge": "",
         "SandboxID": "",
@@ -813,6 +827,5 @@ def _network_settings(c: Container) -> dict:
         "IPPrefixLen": 0,
         "IPv6Gateway": "",
         "MacAddress": "",
-        "Networks": {} if mode in ("none", "host") else {},
+        "Networks": {},
     }
-

@@ -71,7 +71,9 @@ class DaemonConfig:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            raise errdefs.InvalidArgument(f"unable to configure the Docker daemon with file {path}: {exc}")
+            raise errdefs.InvalidArgument(
+                f"unable to configure the Docker daemon with file {path}: {exc}"
+            )
         if not isinstance(data, dict):
             raise errdefs.InvalidArgument(f"invalid daemon configuration file {path}")
         simple = {
@@ -100,7 +102,10 @@ class DaemonConfig:
                     value = Path(value)
                 setattr(self, attr, value)
         if "log-opts" in data:
-            self.log_opts = {**self.log_opts, **{str(k): str(v) for k, v in data["log-opts"].items()}}
+            self.log_opts = {
+                **self.log_opts,
+                **{str(k): str(v) for k, v in data["log-opts"].items()},
+            }
         for name, spec in (data.get("runtimes") or {}).items():
             self.runtimes[name] = spec.get("path", name) if isinstance(spec, dict) else str(spec)
 

@@ -253,11 +253,9 @@ async def _request(state_dir: Path, request: dict) -> dict:
 
 def _kill_stuck(parent: int, state_dir: Path) -> None:
     """A shim that never reported: kill it and the process that launched it."""
-    for pid_text in (
-        (state_dir / PID_FILE).read_text() if (state_dir / PID_FILE).exists() else "",
-    ):
-        if pid_text.strip():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_text), signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(parent, signal.SIGKILL)
+    pids = [parent]
+    with contextlib.suppress(OSError, ValueError):
+        pids.append(int((state_dir / PID_FILE).read_text()))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

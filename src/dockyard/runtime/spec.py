@@ -247,8 +247,8 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
     if entry is not None:
         matched_name = entry[0]
         uid, gid = _int(entry[2]), _int(entry[3])
-    elif name.isdigit():
-        uid = int(name)
+    elif name == "" or name.isdigit():
+        uid = int(name or 0)
     else:
         raise errdefs.InvalidArgument(
             f"unable to find user {name}: no matching entries in passwd file"
@@ -305,10 +305,12 @@ def _read_db(rootfs: Path, path: str) -> list[list[str]]:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return []
-    with os.fdopen(fd, "rb") as f:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return []
-        text = f.read(_MAX_DB_SIZE).decode(errors="replace")
+        text = os.read(fd, _MAX_DB_SIZE).decode(errors="replace")
+    finally:
+        os.close(fd)
     return [
         line.split(":")
         for line in text.splitlines()
