@@ -11,7 +11,24 @@ from pathlib import Path
 from dockyard.runtime import spec
 
 BUSYBOX = "/bin/busybox"
-APPLETS = ("sh", "echo", "cat", "id", "ls", "sleep", "hostname", "ps", "true", "false", "grep")
+APPLETS = (
+    "sh",
+    "echo",
+    "cat",
+    "id",
+    "ls",
+    "sleep",
+    "hostname",
+    "ps",
+    "true",
+    "false",
+    "grep",
+    "wc",
+    "touch",
+    "tty",
+    "test",
+    "mount",
+)
 
 
 def busybox_rootfs(path: Path) -> Path:

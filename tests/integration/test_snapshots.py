@@ -112,3 +112,13 @@ def test_usage_and_reload(sn: Snapshotter, tmp_path: Path) -> None:
 def test_choose_snapshotter_picks_overlay_here(tmp_path: Path) -> None:
     assert isinstance(choose_snapshotter(tmp_path / "s"), OverlaySnapshotter)
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["snapshots"]
+
+
+def test_view_of_a_layer_stack(sn: Snapshotter, target: Path) -> None:
+    _layer(sn, "l1", None, {"a": "1", "b": "1"})
+    _layer(sn, "l2", "l1", {"b": "2"})
+    mount_all(sn.view("v", "l2"), target)
+    assert (target / "a").read_text() == "1"
+    assert (target / "b").read_text() == "2"
+    with pytest.raises(OSError):
+        (target / "c").write_text("no")

@@ -67,9 +67,7 @@ def test_cap_add_drop_and_privileged(rootfs: Path) -> None:
 
 
 def test_mounts(rootfs: Path) -> None:
-    config = generate(
-        options(rootfs, shm_size=1 << 20, binds=(("/h/hosts", "/etc/hosts", False),))
-    )
+    config = generate(options(rootfs, shm_size=1 << 20, binds=(("/h/hosts", "/etc/hosts", False),)))
     mounts = {m["destination"]: m for m in config["mounts"]}
     assert list(mounts)[:7] == [
         "/proc",

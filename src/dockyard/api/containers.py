@@ -195,17 +195,18 @@ async def attach(request: web.Request) -> web.StreamResponse:
     want_stderr = query_bool(request, "stderr")
     stream = query_bool(request, "stream")
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    pending = None
+    if stream:
+        pending = svc.attach(container.id, stdin=want_stdin, stdout=want_stdout, stderr=want_stderr)
     response = HijackedResponse(
         upgrade=upgrade, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM
     )
     await response.prepare(request)
-    if not stream:
+    if pending is None:
         response.close_connection()
         return response
     try:
-        attachment = await svc.attach(
-            container.id, stdin=want_stdin, stdout=want_stdout, stderr=want_stderr
-        )
+        attachment = await pending
     except errdefs.DockyardError:
         response.close_connection()
         return response

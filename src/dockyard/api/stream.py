@@ -10,11 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+
+# Clients half-close a hijacked connection when they have no stdin to send
+# (the docker CLI does). asyncio closes a transport on EOF unless the
+# protocol's eof_received returns True, which would cut off the output; the
+# handler uses __slots__, so the hook is patched on the class and consults
+# this table of hijacked connections.
+_HALF_CLOSED: dict[int, Callable[[], None]] = {}
+_plain_eof_received = RequestHandler.eof_received
+
+
+def _eof_received(self: RequestHandler) -> bool | None:
+    callback = _HALF_CLOSED.get(id(self))
+    if callback is None:
+        return _plain_eof_received(self)
+    callback()
+    return True
+
+
+RequestHandler.eof_received = _eof_received  # type: ignore[method-assign]
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -57,6 +79,7 @@ class HijackedResponse(web.StreamResponse):
         protocol = request.protocol
         if request.headers.get("Upgrade", "").lower() == "tcp":
             protocol.set_parser(_RawReader(self._incoming))  # type: ignore[arg-type]
+            _HALF_CLOSED[id(protocol)] = lambda: self._incoming.put_nowait(b"")
         else:
             self._spawn_body_pump(request)
         protocol.keep_alive(False)
@@ -93,6 +116,8 @@ class HijackedResponse(web.StreamResponse):
         return await self._incoming.get()
 
     def close_connection(self) -> None:
+        if self._request is not None:
+            _HALF_CLOSED.pop(id(self._request.protocol), None)
         transport = self._request.transport if self._request else None
         if transport is not None and not transport.is_closing():
             if transport.can_write_eof():

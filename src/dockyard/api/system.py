@@ -29,13 +29,6 @@ async def ping(request: web.Request) -> web.Response:
     return web.Response(text="OK", headers=_PING_HEADERS, content_type="text/plain")
 
 
-@routes.head("/_ping")
-async def ping_head(request: web.Request) -> web.Response:
-    response = web.Response(headers=_PING_HEADERS, content_type="text/plain")
-    response.content_length = 0
-    return response
-
-
 def _version_body() -> dict:
     uname = platform.uname()
     details = {

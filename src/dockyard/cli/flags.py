@@ -7,39 +7,41 @@ positional argument (``run IMAGE CMD -x`` keeps ``-x`` for CMD).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
 from dockyard.errdefs import InvalidArgument
 
-Kind = Literal["bool", "str", "int", "list", "float"]
+TYPE_CHECKING = False  # keep typing out of start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+Kind = str  # "bool" | "str" | "int" | "list" | "float"
 
 
 class FlagError(InvalidArgument):
     """A bad flag or bad flag value (the CLI exits 125 with a usage hint)."""
 
 
-@dataclass(frozen=True)
 class Flag:
-    name: str
-    short: str = ""
-    kind: Kind = "str"
-    default: Any = None
-    help: str = ""
-    hidden: bool = False
+    """One flag. (A plain slotted class: dataclasses and typing cost start-up.)"""
+
+    __slots__ = ("default", "help", "hidden", "kind", "name", "short")
+
+    def __init__(self, name: str, short: str = "", kind: Kind = "str", default: Any = None,
+                 help: str = "", hidden: bool = False) -> None:  # fmt: skip
+        self.name, self.short, self.kind = name, short, kind
+        self.default, self.help, self.hidden = default, help, hidden
 
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
 
-@dataclass
 class Parsed:
     """Flag values by ``dest`` name, positionals, and which flags were set."""
 
-    values: dict[str, Any]
-    args: list[str]
-    changed: set[str] = field(default_factory=set)
+    def __init__(self, values: dict[str, Any], args: list[str], changed: set[str]) -> None:
+        self.values = values
+        self.args = args
+        self.changed = changed
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -73,7 +73,9 @@ def format_value(value: Any, *, top: bool = True) -> str:
         return go_float(value)
     if isinstance(value, Mapping):
         items = sorted(value.items(), key=lambda kv: str(kv[0]))
-        inner = " ".join(f"{format_value(k, top=False)}:{format_value(v, top=False)}" for k, v in items)
+        inner = " ".join(
+            f"{format_value(k, top=False)}:{format_value(v, top=False)}" for k, v in items
+        )
         return f"map[{inner}]"
     if isinstance(value, Sequence | tuple | set | frozenset):
         return "[" + " ".join(format_value(v, top=False) for v in value) + "]"
@@ -126,7 +128,12 @@ def go_json(value: Any) -> str:
     """``json.Marshal`` without HTML escaping, as docker's ``json`` function."""
     if value is MISSING:
         return "null"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    if hasattr(value, "to_json"):
+        # A formatter context marshals itself with json.Marshal, which
+        # escapes HTML characters (they can only occur inside strings).
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text
 
 
 def _json_default(value: Any) -> Any:

@@ -401,9 +401,13 @@ class _Parser:
         while pos < len(toks) and toks[pos].kind == "field" and toks[pos].glued:
             names = tuple(toks[pos].text[1:].split("."))
             if isinstance(node, Variable):
-                node = Variable(node.line, node.col, node.text + toks[pos].text, node.name, node.names + names)
+                node = Variable(
+                    node.line, node.col, node.text + toks[pos].text, node.name, node.names + names
+                )
             elif isinstance(node, Chain):
-                node = Chain(node.line, node.col, node.text + toks[pos].text, node.node, node.names + names)
+                node = Chain(
+                    node.line, node.col, node.text + toks[pos].text, node.node, node.names + names
+                )
             elif isinstance(node, Field | Dot):
                 raise _err(line, f"unexpected {toks[pos].text} in operand")
             else:
@@ -427,13 +431,9 @@ def _truth(value: Any) -> bool:
     return True
 
 
-def _need_str(name: str, value: Any, pos: int = 1) -> str:
+def _need_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TemplateError(
-            f"wrong type for value; expected string; got {go_type(value)}"
-            if pos == 1
-            else f"wrong type for value; expected string; got {go_type(value)}"
-        )
+        raise TemplateError(f"wrong type for value; expected string; got {go_type(value)}")
     return value
 
 
@@ -674,7 +674,8 @@ def _get_field(state: _State, recv: Any, name: str, args: list[Any], last: bool)
     if isinstance(recv, str | int | float | bool | list | tuple):
         raise state.fail(f"can't evaluate field {name} in type {go_type(recv)}")
     if name.startswith("_") or not hasattr(recv, name):
-        raise state.fail(f"can't evaluate field {name} in type {type(recv).__name__}")
+        kind = getattr(type(recv), "GO_TYPE", type(recv).__name__)
+        raise state.fail(f"can't evaluate field {name} in type {kind}")
     attr = getattr(recv, name)
     if callable(attr):
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.parse
-from collections.abc import Iterator, Mapping
-from typing import Any
 
 from dockyard import errdefs
 from dockyard.client.http import DEFAULT_HOST, Endpoint, Response, request
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
 
 API_VERSION = "1.50"
 
@@ -65,7 +67,15 @@ def query(params: Mapping[str, Any] | None) -> str:
                 pairs.append((key, str(item)))
             continue
         pairs.append((key, str(value)))
-    return "?" + urllib.parse.urlencode(pairs) if pairs else ""
+    return "?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in pairs) if pairs else ""
+
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def _quote(text: str) -> str:
+    """Percent-encoding for a query (urllib.parse is slow to import)."""
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())
 
 
 class Client:
@@ -114,7 +124,9 @@ class Client:
             raise error_for(resp.status, resp.read())
         return resp
 
-    def call(self, method: str, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+    def call(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, **kw: Any
+    ) -> Any:
         """A request whose answer is JSON (or empty → None)."""
         data = self.raw(method, path, params, **kw).read()
         if not data.strip():

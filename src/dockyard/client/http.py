@@ -8,21 +8,25 @@ keeps it simple, and hijacking for attach is a matter of keeping the socket.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from dockyard.errdefs import InvalidArgument, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 
 
-@dataclass(frozen=True)
 class Endpoint:
     """Where the daemon listens: a unix socket path or a tcp host:port."""
 
-    scheme: str  # "unix" | "tcp"
-    address: str  # path, or host:port
-    url: str
+    __slots__ = ("address", "scheme", "url")
+
+    def __init__(self, scheme: str, address: str, url: str) -> None:
+        self.scheme = scheme  # "unix" | "tcp"
+        self.address = address  # path, or host:port
+        self.url = url
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
@@ -48,8 +52,7 @@ class Endpoint:
                 sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
         except OSError:
             raise Unavailable(
-                f"Cannot connect to the Docker daemon at {self.url}. "
-                "Is the docker daemon running?"
+                f"Cannot connect to the Docker daemon at {self.url}. Is the docker daemon running?"
             )
         return sock
 

@@ -341,6 +341,19 @@ class ContainerService:
         c.state.error = getattr(exc, "message", str(exc))
         c.state.exit_code = getattr(exc, "exit_code", 128)
         self._save(c)
+        waiters = self._waiters_of(c.id)
+        pending, waiters.attach = waiters.attach, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(errdefs.Conflict(c.state.error))
+        if c.host_config.get("AutoRemove"):
+            # As dockerd: a container that could not start is removed at once
+            # when it was to be removed on exit.
+            self._spawn(self._remove_quietly(c.id))
+
+    async def _remove_quietly(self, cid: str) -> None:
+        with contextlib.suppress(errdefs.DockyardError):
+            await self.remove(cid, force=True)
 
     def _prepare_bundle(self, c: Container, bundle: Path, rootfs: Path) -> None:
         import json
@@ -543,17 +556,17 @@ class ContainerService:
         return future
 
     # -- attach --------------------------------------------------------------
-    async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool):
-        """An Attachment to the container's streams; before start it waits for
-        the start so that no output is missed."""
+    def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool) -> asyncio.Future:
+        """A future Attachment to the container's streams, registered now: a
+        client attached before start misses none of the output."""
         c = self.get(ref)
         options = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         runtime = self._running.get(c.id)
         if runtime is not None:
-            return await runtime.shim.attach(**options)
+            return asyncio.ensure_future(runtime.shim.attach(**options))
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiters_of(c.id).attach.append((options, future))
-        return await future
+        return future
 
     async def resize(self, ref: str, *, height: int, width: int) -> None:
         c = self.get(ref)

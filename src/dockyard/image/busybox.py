@@ -6,7 +6,7 @@ The tar holds ``/bin/busybox``, a hard link for every applet that
 sorted, owned by root, and dated ``MTIME``, so the same busybox binary
 always gives the same diff ID.
 
-    python -m dockyard.image.busybox OUT.tar
+    python -m dockyard.image.busybox OUT.tar    # or - for stdout
 """
 
 from __future__ import annotations
@@ -101,9 +101,7 @@ def _info(name: str, **fields: object) -> tarfile.TarInfo:
 def applets(busybox: str) -> list[str]:
     """The applet paths (``bin/sh``, ``usr/bin/awk``, ...) ``busybox`` provides."""
     if not os.access(busybox, os.X_OK):
-        raise errdefs.NotFound(
-            f"{busybox}: no busybox binary (install the busybox-static package)"
-        )
+        raise errdefs.NotFound(f"{busybox}: no busybox binary (install the busybox-static package)")
     result = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise errdefs.System(f"{busybox} --list-full failed: {result.stderr.strip()}")
@@ -141,7 +139,8 @@ def build_rootfs_tar(out: BinaryIO, *, busybox: str = "/bin/busybox") -> None:
         )
     # the link target must precede its links: "bin/busybox" sorts before "bin/sh"
     # but not before "bin/[", so it goes first after the directories
-    order = sorted(dirs) + ["bin/busybox"] + sorted(p for p in entries if p not in dirs and p != "bin/busybox")
+    rest = sorted(p for p in entries if p not in dirs and p != "bin/busybox")
+    order = [*sorted(dirs), "bin/busybox", *rest]
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         for path in order:
             info, data = entries[path]
@@ -151,11 +150,15 @@ def build_rootfs_tar(out: BinaryIO, *, busybox: str = "/bin/busybox") -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dockyard.image.busybox OUT.tar", file=sys.stderr)
+        print("usage: python -m dockyard.image.busybox OUT.tar|-", file=sys.stderr)
         return 2
     try:
-        with open(args[0], "wb") as out:
-            build_rootfs_tar(out)
+        if args[0] == "-":
+            build_rootfs_tar(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args[0], "wb") as out:
+                build_rootfs_tar(out)
     except errdefs.DockyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

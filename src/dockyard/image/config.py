@@ -25,8 +25,18 @@ from typing import Any
 from dockyard import errdefs
 
 VALID_CHANGE_COMMANDS = frozenset(
-    {"cmd", "entrypoint", "env", "expose", "label", "onbuild", "stopsignal", "user", "volume",
-     "workdir"}
+    {
+        "cmd",
+        "entrypoint",
+        "env",
+        "expose",
+        "label",
+        "onbuild",
+        "stopsignal",
+        "user",
+        "volume",
+        "workdir",
+    }
 )
 
 
@@ -147,7 +157,9 @@ def _name_values(command: str, rest: str) -> list[tuple[str, str]]:
         key, sep, value = word.partition("=")
         if not sep or not key:
             raise errdefs.InvalidArgument(
-                f"{command} names can not be blank" if not key else f"Syntax error - can't find = in {word!r}. Must be of the form: name=value"
+                f"{command} names can not be blank"
+                if not key
+                else f"Syntax error - can't find = in {word!r}. Must be of the form: name=value"
             )
         pairs.append((key, value))
     return pairs

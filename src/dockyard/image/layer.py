@@ -86,11 +86,20 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return out
 
 
+def peek(stream: BinaryIO, size: int) -> tuple[bytes, BinaryIO]:
+    """The first ``size`` bytes of ``stream`` and a reader that still returns them."""
+    head = _read_exact(stream, size)
+    return head, _Prefixed(head, stream)  # type: ignore[return-value]
+
+
+def is_gzip(head: bytes) -> bool:
+    return head[:2] == b"\x1f\x8b"
+
+
 def decompressed(stream: BinaryIO) -> BinaryIO:
     """``stream`` uncompressed: gzip and zstd are detected by their magic."""
-    magic = _read_exact(stream, 4)
-    raw = _Prefixed(magic, stream)
-    if magic[:2] == b"\x1f\x8b":
+    magic, raw = peek(stream, 4)
+    if is_gzip(magic):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
     if magic == b"\x28\xb5\x2f\xfd":
         try:
@@ -246,7 +255,9 @@ class _Applier:
         elif member.isfifo():
             os.mkfifo(name, member.mode & 0o7777, dir_fd=parent)
         else:
-            raise errdefs.InvalidArgument(f"{member.name}: unhandled tar entry type {member.type!r}")
+            raise errdefs.InvalidArgument(
+                f"{member.name}: unhandled tar entry type {member.type!r}"
+            )
         self._metadata(member, parts, name, parent)
 
     def _write_file(
@@ -282,7 +293,9 @@ class _Applier:
             # after chown, which clears the setuid/setgid bits
             os.chmod(name, member.mode & 0o7777, dir_fd=parent)
         for key, value in member.pax_headers.items():
-            if key.startswith("SCHILY.xattr.") and not key.startswith("SCHILY.xattr.trusted.overlay."):
+            if key.startswith("SCHILY.xattr.") and not key.startswith(
+                "SCHILY.xattr.trusted.overlay."
+            ):
                 try:
                     os.setxattr(
                         f"/proc/self/fd/{parent}/{name}",

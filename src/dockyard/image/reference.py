@@ -105,9 +105,8 @@ def is_short_id(text: str) -> bool:
 
 def _split_domain(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
-    if (
-        not sep
-        or (not any(c in first for c in ".:") and first != "localhost" and first.lower() == first)
+    if not sep or (
+        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
     ):
         domain, remainder = DEFAULT_DOMAIN, name
     else:
@@ -142,9 +141,7 @@ def parse_named(ref: str) -> Reference:
     domain, remainder = _split_domain(ref)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:
-        raise errdefs.InvalidArgument(
-            f"{INVALID}: repository name ({remote}) must be lowercase"
-        )
+        raise errdefs.InvalidArgument(f"{INVALID}: repository name ({remote}) must be lowercase")
     full = f"{domain}/{remainder}"
     match = _REFERENCE_RE.fullmatch(full)
     if match is None:

@@ -49,20 +49,23 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 from dockyard import errdefs
 from dockyard.runtime.jsonlog import STREAMS, JsonLogWriter, format_time
-from dockyard.runtime.shim_config import (
+from dockyard.runtime.shim_files import (
     EXIT_FILE,
     INIT_PID_FILE,
     PID_FILE,
     SOCKET_FILE,
-    ShimConfig,
     socket_address,
 )
 from dockyard.sys.prctl import set_child_subreaper
+
+TYPE_CHECKING = False  # typing itself is not worth its memory here
+if TYPE_CHECKING:
+    from dockyard.runtime.shim_config import ShimConfig
 
 HEADER = struct.Struct(">BxxxI")
 CLIENT_BACKLOG = 4 * 1024 * 1024  # bytes queued for one attach client before it is dropped
@@ -300,11 +303,15 @@ class Shim:
                 except ChildProcessError:
                     pass
 
-    def finish(self, exit_code: int) -> None:
+    def finish(self, exit_code: int, pump: threading.Thread) -> None:
+        """Record the exit once all output is in the log, then let the waiters know."""
         exited_at = format_time(time.time_ns())
         self.init_exited = True
-        oom = _oom_killed(Path(self.config.bundle))
         self.drain_deadline = time.monotonic() + DRAIN_GRACE
+        pump.join()
+        if self.logger is not None:
+            self.logger.close()
+        oom = _oom_killed(Path(self.config.bundle))
         self.exit_status = {"exit_code": exit_code, "exited_at": exited_at, "oom_killed": oom}
         _write_atomic(self.state_dir / EXIT_FILE, json.dumps(self.exit_status))
         with self.runtime_lock:
@@ -316,10 +323,8 @@ class Shim:
         self.exited.set()
         log(f"container exited with {exit_code}")
 
-    def wind_down(self, pump: threading.Thread) -> None:
-        pump.join()
-        if self.logger is not None:
-            self.logger.close()
+    def wind_down(self) -> None:
+        """Give answers and attach streams a moment to flush."""
         (self.state_dir / SOCKET_FILE).unlink(missing_ok=True)
         deadline = time.monotonic() + EXIT_GRACE
         with self.lock:
@@ -421,9 +426,9 @@ class Shim:
         try:
             if request.get("stdin") and self.stdin_fd is not None:
                 self._copy_stdin(reader)
-            else:
-                while reader.read(65536):
-                    pass
+            # output keeps flowing until the client hangs up or the shim ends it
+            while reader.read1(65536):
+                pass
         except OSError:
             pass
         finally:
@@ -461,6 +466,12 @@ class Shim:
             fd, self.stdin_fd = self.stdin_fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _traceback() -> str:
+    import traceback  # only on the way down
+
+    return traceback.format_exc()
 
 
 def _error(kind: str, message: str, exit_code: int | None = None) -> bytes:
@@ -561,7 +572,7 @@ def _run_child(config: ShimConfig, report_fd: int) -> int:
         listener = shim.listen()
     except Exception as exc:
         if not hasattr(exc, "message"):
-            log(traceback.format_exc())
+            log(_traceback())
         try:
             _make_runtime(config).delete(config.container_id, force=True)
         except Exception:
@@ -577,8 +588,8 @@ def _run_child(config: ShimConfig, report_fd: int) -> int:
     os.write(report_fd, json.dumps(report).encode() + b"\n")
     os.close(report_fd)
     log(f"container {config.container_id} created, init pid {shim.pid}")
-    shim.finish(shim.reap())
-    shim.wind_down(pump)
+    shim.finish(shim.reap(), pump)
+    shim.wind_down()
     listener.close()
     return 0
 
@@ -605,7 +616,8 @@ def _relay(report_fd: int, child: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    config = ShimConfig.from_json(Path(argv[1]).read_text())
+    # the fields of ShimConfig, without importing dataclasses into every shim
+    config: ShimConfig = SimpleNamespace(**json.loads(Path(argv[1]).read_text()))  # type: ignore[assignment]
     report_r, report_w = os.pipe()
     child = os.fork()
     if child:
@@ -616,7 +628,7 @@ def main(argv: list[str]) -> int:
     try:
         code = _run_child(config, report_w)
     except BaseException:
-        log(traceback.format_exc())
+        log(_traceback())
     finally:
         sys.stderr.flush()
         os._exit(code)

@@ -1,24 +1,24 @@
 """The shim's configuration record, shared by the shim and its daemon-side client.
 
 The daemon writes it as JSON into the container's state dir; the shim reads it
-back. Kept apart from both so the shim imports nothing heavy.
+back. The shim itself reads the JSON without this class (see ``shim_files``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-CONFIG_FILE = "shim.json"
-SOCKET_FILE = "shim.sock"
-PID_FILE = "shim.pid"
-INIT_PID_FILE = "init.pid"
-EXIT_FILE = "exit.json"
-LOG_FILE = "shim.log"
+from dockyard.runtime.shim_files import (  # noqa: F401 - re-exported
+    CONFIG_FILE,
+    EXIT_FILE,
+    INIT_PID_FILE,
+    LOG_FILE,
+    PID_FILE,
+    SOCKET_FILE,
+    socket_address,
+)
 
 
 @dataclass(frozen=True)
@@ -44,22 +44,3 @@ class ShimConfig:
 
     def path(self, name: str) -> Path:
         return Path(self.state_dir) / name
-
-
-@contextmanager
-def socket_address(path: Path) -> Iterator[str]:
-    """Yield a name for the unix socket at ``path`` that fits in sun_path (108 bytes).
-
-    A long path is reached through its opened directory as
-    ``/proc/<our pid>/fd/<n>/<name>``; that name also works for another process
-    (runc's --console-socket) while the directory fd stays open.
-    """
-    text = str(path)
-    if len(text.encode()) < 100:
-        yield text
-        return
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield f"/proc/{os.getpid()}/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard import errdefs
+from dockyard.runtime import seccomp_profile
 from dockyard.sys.capabilities import NAMES as ALL_CAPABILITIES
 from dockyard.sys.securejoin import secure_join
 
@@ -92,6 +93,9 @@ class SpecOptions:
     netns_path: str | None = None
     shm_size: int = 64 * 1024 * 1024
     annotations: dict[str, str] = field(default_factory=dict)
+    # "default" (Docker's profile), "unconfined" or None (no filter), or a
+    # profile's JSON text; see runtime/seccomp_profile.py.
+    seccomp_profile: str | None = seccomp_profile.DEFAULT
 
 
 def generate(options: SpecOptions) -> dict:
@@ -119,6 +123,13 @@ def generate(options: SpecOptions) -> dict:
         "mounts": _mounts(options),
         "linux": _linux(options),
     }
+    # -- seccomp (runtime/seccomp_profile.py): filtered by this container's bounding set
+    seccomp = seccomp_profile.for_container(
+        options.seccomp_profile, capabilities=caps, privileged=options.privileged
+    )
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
+    # -- end seccomp
     if options.domainname:
         spec["domainname"] = options.domainname
     if options.annotations:

@@ -120,7 +120,7 @@ class ContentStore:
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")  # noqa: SIM115 - the caller closes it
+            return open(self.path(digest), "rb")
         except FileNotFoundError:
             raise errdefs.NotFound(f"content digest {digest}: not found")
 

@@ -47,6 +47,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX containers_image ON containers(image_id);
     """,
+    # image → layers (the chain IDs are the snapshot keys), parent images
+    # (commit/build) and the time an image was last tagged
+    """
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,      -- 0 is the base layer
+        diff_id TEXT NOT NULL,
+        chain_id TEXT NOT NULL,
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    ALTER TABLE images ADD COLUMN parent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE images ADD COLUMN last_tag_time TEXT;
+    """,
 ]
 
 

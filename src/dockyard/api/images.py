@@ -1,0 +1,158 @@
+"""The images endpoints of the Engine API: list, inspect, history, tag,
+remove, and ``POST /images/create`` (import from the request body; pulling
+answers as dockerd does when the registry refuses the repository).
+
+Image names hold slashes and colons, so the name routes use ``{name:.*}``;
+aiohttp matches in registration order, so the fixed paths come first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from dockyard import errdefs
+from dockyard.api.app import json_response, query_bool, query_filters, request_version
+from dockyard.image import reference
+
+routes = web.RouteTableDef()
+
+_NL = b"\r\n"  # dockerd's JSON-stream line ending
+
+
+def _service(request: web.Request):
+    return request.app["images"]
+
+
+class _BodyReader:
+    """A blocking ``read`` over the request body, for a worker thread: each
+    read waits for the event loop to hand over the next chunk, so the body
+    is never buffered whole."""
+
+    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop) -> None:
+        self._content = request.content
+        self._loop = loop
+        self._buf = b""
+        self._eof = False
+
+    def _fill(self) -> None:
+        if self._buf or self._eof:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._content.readany(), self._loop)
+        chunk = future.result()
+        if chunk:
+            self._buf = chunk
+        else:
+            self._eof = True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while True:
+                self._fill()
+                if not self._buf:
+                    return b"".join(parts)
+                parts.append(self._buf)
+                self._buf = b""
+        self._fill()
+        out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+@routes.get("/images/json")
+async def list_images(request: web.Request) -> web.Response:
+    filters = query_filters(request)
+    if "filter" in request.query:  # the pre-1.28 reference filter
+        filters.setdefault("reference", []).append(request.query["filter"])
+    items = await asyncio.to_thread(
+        _service(request).list, all=query_bool(request, "all"), filters=filters
+    )
+    if request_version(request) < (1, 43):
+        for item in items:
+            if not item["RepoTags"] and not item["RepoDigests"]:
+                item["RepoTags"] = ["<none>:<none>"]
+                item["RepoDigests"] = ["<none>@<none>"]
+    return json_response(items)
+
+
+@routes.post("/images/create")
+async def create_image(request: web.Request) -> web.StreamResponse:
+    if request.query.get("fromImage"):
+        return _pull_refused(request)
+    source = request.query.get("fromSrc", "")
+    if source != "-":
+        if not source:
+            raise errdefs.InvalidArgument("fromImage or fromSrc is required")
+        raise errdefs.NotImplemented("importing from a URL is not supported")
+    ref = _import_reference(request.query.get("repo", ""), request.query.get("tag", ""))
+    message = request.query.get("message") or f"Imported from {source}"
+    changes = request.query.getall("changes", [])
+    reader = _BodyReader(request, asyncio.get_running_loop())
+    image_id = await asyncio.to_thread(
+        _service(request).import_image,
+        reader,  # type: ignore[arg-type]
+        reference=ref.string() if ref else None,
+        changes=changes,
+        message=message,
+    )
+    body = json.dumps({"status": image_id}).encode() + _NL
+    return web.Response(body=body, content_type="application/json")
+
+
+def _import_reference(repo: str, tag: str) -> reference.Reference | None:
+    if not repo:
+        return None
+    named = reference.parse_named(repo)
+    if named.digest is not None:
+        raise errdefs.InvalidArgument("cannot import digest reference")
+    return reference.parse_repo_tag(repo, tag or None)
+
+
+def _pull_refused(request: web.Request) -> web.Response:
+    """No registry client yet: answer as dockerd does for a repository the
+    registry refuses, so ``docker run unknown`` ends the way it does there."""
+    image = request.query["fromImage"]
+    ref = reference.parse_named(image)
+    raise errdefs.NotFound(
+        f"pull access denied for {ref.familiar_name()}, repository does not exist or may "
+        "require 'docker login': denied: requested access to the resource is denied"
+    )
+
+
+@routes.get("/images/{name:.*}/json")
+async def inspect_image(request: web.Request) -> web.Response:
+    data = await asyncio.to_thread(_service(request).inspect, request.match_info["name"])
+    return json_response(data)
+
+
+@routes.get("/images/{name:.*}/history")
+async def image_history(request: web.Request) -> web.Response:
+    data = await asyncio.to_thread(_service(request).history, request.match_info["name"])
+    return json_response(data)
+
+
+@routes.post("/images/{name:.*}/tag")
+async def tag_image(request: web.Request) -> web.Response:
+    repo = request.query.get("repo", "")
+    if not repo:
+        raise errdefs.InvalidArgument("repository name must have at least one component")
+    await asyncio.to_thread(
+        _service(request).tag, request.match_info["name"], repo, request.query.get("tag") or None
+    )
+    return web.Response(status=201)
+
+
+@routes.delete("/images/{name:.*}")
+async def remove_image(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    records: list[dict[str, Any]] = await asyncio.to_thread(
+        _service(request).remove,
+        name,
+        force=query_bool(request, "force"),
+        prune=not query_bool(request, "noprune"),
+        containers_using=request.app["containers_using_image"],
+    )
+    return json_response(records)

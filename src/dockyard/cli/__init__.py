@@ -1,0 +1,1 @@
+"""The `dockyard` command: a docker-compatible CLI (entry point cli.main:main)."""

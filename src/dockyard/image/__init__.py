@@ -1,0 +1,1 @@
+"""Images: references, layer application, configs and the image service."""
