@@ -62,7 +62,7 @@ class FailedPrecondition(DockyardError):
     status = 412
 
 
-class NotImplemented(DockyardError):  # noqa: A001 - the kind's name on the wire
+class NotImplemented(DockyardError):
     """This engine does not do that (yet)."""
 
     status = 501

@@ -52,7 +52,10 @@ def test_images_and_errors(client):
 
 
 def test_attach_socket_stdin(client):
-    c = client.containers.create("busybox", ["cat"], stdin_open=True, stdin_once=True)
+    body = {"Image": "busybox", "Cmd": ["cat"], "OpenStdin": True, "StdinOnce": True}
+    response = client.api._post_json(client.api._url("/containers/create"), data=body)
+    created = client.api._result(response, json=True)
+    c = client.containers.get(created["Id"])
     try:
         sock = client.api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stream": 1})
         c.start()

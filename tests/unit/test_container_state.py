@@ -56,11 +56,21 @@ def test_signals():
 
 def test_record_round_trip_and_status_text():
     c = Container(
-        id="a" * 64, name="/x", image_id="sha256:" + "b" * 64, created="2024-01-01T00:00:00Z",
-        config={"Image": "busybox"}, host_config={}, path="sh", args=["-c", "true"],
+        id="a" * 64,
+        name="/x",
+        image_id="sha256:" + "b" * 64,
+        created="2024-01-01T00:00:00Z",
+        config={"Image": "busybox"},
+        host_config={},
+        path="sh",
+        args=["-c", "true"],
     )
-    c.state = State(status=Status.EXITED, exit_code=3, started_at="2024-01-01T00:00:01Z",
-                    finished_at="2024-01-01T00:00:02.5Z")
+    c.state = State(
+        status=Status.EXITED,
+        exit_code=3,
+        started_at="2024-01-01T00:00:01Z",
+        finished_at="2024-01-01T00:00:02.5Z",
+    )
     again = Container.from_json(c.to_json())
     assert again == c
     assert again.state.human().startswith("Exited (3) ")
