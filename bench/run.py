@@ -230,6 +230,7 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
         base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
+        (base / "none.json").write_text("{}")
         engine = starter(base)
         if engine is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -134,4 +134,6 @@ def make_app(services: dict, route_tables: list[web.RouteTableDef]) -> web.Appli
             assert isinstance(route, web.RouteDef)
             for path in (route.path, "/v{version}" + route.path):
                 app.router.add_route(route.method, path, route.handler, **route.kwargs)
+                if route.method == "GET" and route.path == "/_ping":
+                    app.router.add_route("HEAD", path, route.handler)
     return app

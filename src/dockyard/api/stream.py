@@ -74,6 +74,8 @@ class HijackedResponse(web.StreamResponse):
         self.force_close()
 
     async def prepare(self, request: web.BaseRequest):
+        if self._request is not None:  # aiohttp prepares again when the handler returns
+            return await super().prepare(request)
         writer = await super().prepare(request)
         self._request = request
         protocol = request.protocol

@@ -27,7 +27,7 @@ from dockyard.container import files, names
 from dockyard.container.model import Container, State, now_rfc3339, parse_rfc3339
 from dockyard.container.state import Event, Status, transition
 from dockyard.daemon.config import DaemonConfig
-from dockyard.runtime.shim_client import ExitStatus, Shim, ShimConfig
+from dockyard.runtime.shim_client import ExitStatus, Launcher, Shim, ShimConfig
 from dockyard.store.metadata import Database
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,17 @@ def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
 
 
 class ContainerService:
-    def __init__(self, *, config: DaemonConfig, db: Database, images, snapshotter) -> None:
+    def __init__(
+        self,
+        *,
+        config: DaemonConfig,
+        db: Database,
+        images,
+        snapshotter,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.config = config
+        self.launcher = launcher
         self.db = db
         self.images = images
         self.snapshotter = snapshotter
@@ -309,7 +318,7 @@ class ContainerService:
         rootfs = bundle / "rootfs"
         try:
             await asyncio.to_thread(self._prepare_bundle, c, bundle, rootfs)
-            shim = await Shim.spawn(self._shim_config(c, run_dir, bundle))
+            shim = await Shim.spawn(self._shim_config(c, run_dir, bundle), launcher=self.launcher)
         except errdefs.DockyardError as exc:
             await asyncio.to_thread(self._cleanup_run_dir, c.id)
             self._record_start_failure(c, exc)

@@ -92,6 +92,7 @@ class Daemon:
         self.config = config
         self.runner = None
         self.containers = None
+        self.launcher = None
 
     async def start(self) -> None:
         from aiohttp import web
@@ -102,6 +103,7 @@ class Daemon:
         from dockyard.api.app import make_app
         from dockyard.container.service import ContainerService
         from dockyard.image.service import ImageService
+        from dockyard.runtime.shim_client import Launcher
         from dockyard.store.content import ContentStore
         from dockyard.store.metadata import Database
         from dockyard.store.snapshots import choose_snapshotter
@@ -113,8 +115,10 @@ class Daemon:
         content = ContentStore(config.content_root)
         snapshotter = choose_snapshotter(config.snapshots_root)
         images = ImageService(db=db, content=content, snapshotter=snapshotter)
+        self.launcher = Launcher()
+        await self.launcher.start()
         self.containers = ContainerService(
-            config=config, db=db, images=images, snapshotter=snapshotter
+            config=config, db=db, images=images, snapshotter=snapshotter, launcher=self.launcher
         )
         await self.containers.restore()
 
@@ -161,6 +165,8 @@ class Daemon:
             await self.runner.cleanup()
         if self.containers is not None:
             await self.containers.close()
+        if self.launcher is not None:
+            await self.launcher.close()
         for host in self.config.hosts:
             path = socket_path(host)
             if path:

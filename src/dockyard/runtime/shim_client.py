@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -94,6 +95,66 @@ class Attachment:
         await self.close()
 
 
+class Launcher:
+    """The daemon's side of the shim launcher (``runtime/shim_launcher.py``):
+    a pre-loaded process that forks shims instead of starting interpreters."""
+
+    def __init__(self) -> None:
+        self._channel: socket.socket | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, *, python: str = sys.executable) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                python,
+                "-m",
+                "dockyard.runtime.shim_launcher",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel = ours
+
+    async def launch(self, config_path: Path, log_path: Path) -> bytes | None:
+        """The shim's report line, or None when the launcher is unusable."""
+        if self._channel is None or (self._proc and self._proc.returncode is not None):
+            return None
+        report_r, report_w = os.pipe()
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            socket.send_fds(self._channel, [os.fsencode(config_path)], [report_w, log_fd])
+        except OSError:
+            os.close(report_r)
+            return None
+        finally:
+            os.close(report_w)
+            os.close(log_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(report_r, "rb", 0)
+        )
+        try:
+            return await asyncio.wait_for(reader.readline(), SPAWN_TIMEOUT)
+        finally:
+            transport.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._proc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._proc.wait(), 5)
+            self._proc = None
+
+
 class Shim:
     """A handle on one container's shim; holds no connection between calls."""
 
@@ -103,17 +164,29 @@ class Shim:
         self.shim_pid = shim_pid
 
     @classmethod
-    async def spawn(cls, config: ShimConfig, *, python: str = sys.executable) -> Shim:
+    async def spawn(
+        cls,
+        config: ShimConfig,
+        *,
+        python: str = sys.executable,
+        launcher: Launcher | None = None,
+    ) -> Shim:
         """Start a shim that creates the container; return once it is created.
 
-        Raises ``errdefs.RuntimeFailure`` (exit_code 125/126/127) when the
-        container cannot be created; nothing is left running then.
+        With a running ``launcher`` the shim is forked from it; otherwise a
+        new interpreter is started. Raises ``errdefs.RuntimeFailure``
+        (exit_code 125/126/127) when the container cannot be created; nothing
+        is left running then.
         """
         state_dir = Path(config.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / EXIT_FILE).unlink(missing_ok=True)  # from an earlier run
         config_path = state_dir / CONFIG_FILE
         config_path.write_text(config.to_json())
+        if launcher is not None:
+            line = await launcher.launch(config_path, state_dir / LOG_FILE)
+            if line is not None:
+                return cls._from_report(line, state_dir)
         with open(state_dir / LOG_FILE, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 python,
@@ -133,6 +206,10 @@ class Shim:
             raise
         finally:
             await proc.wait()  # the original process exits once the shim has reported
+        return cls._from_report(line, state_dir)
+
+    @classmethod
+    def _from_report(cls, line: bytes, state_dir: Path) -> Shim:
         try:
             report = json.loads(line)
         except ValueError:
