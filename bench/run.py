@@ -160,21 +160,6 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def all_descendants(root_pids: list[int]) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        children.setdefault(ppid, []).append(pid)
-    seen, todo = set(), list(root_pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.add(pid)
-            todo.extend(children.get(pid, []))
-    return sorted(seen)
-
-
 def bench_engine(engine: Engine, runs: int) -> dict[str, float]:
     results: dict[str, float] = {}
     engine.docker("run", "--rm", "busybox", "true")  # warm up
@@ -217,8 +202,19 @@ def bench_engine(engine: Engine, runs: int) -> dict[str, float]:
 
 
 def _engine_rss(engine: Engine) -> float:
-    # Everything the engine runs: daemon, shims, containerd, the containers.
-    return rss_mb(all_descendants(engine.pids()))
+    """RSS of every process on the machine but the containers' own payload
+    (``sleep``): shims are detached from their daemons, so only a machine-wide
+    sum counts them for both engines alike."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm != "sleep":
+                pids.append(int(entry.name))
+    return rss_mb(pids)
 
 
 def main() -> None:

@@ -19,16 +19,13 @@ apart (as runc does).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
 import resource
 import select
-import shutil
 import signal
 import socket
 import stat
@@ -156,7 +153,7 @@ class BuiltinRuntime:
             with contextlib.suppress(errdefs.DockyardError):
                 _drain(cgroup)
                 cgroup.remove()
-            shutil.rmtree(state_dir, ignore_errors=True)
+            _rmtree(state_dir)
             raise
         finally:
             if console is not None:
@@ -208,7 +205,7 @@ class BuiltinRuntime:
                 os.kill(state["pid"], signal.SIGKILL)
         _drain(cgroup)
         cgroup.remove()
-        shutil.rmtree(self.root / container_id, ignore_errors=True)
+        _rmtree(self.root / container_id)
 
     def state(self, container_id: str) -> dict:
         state = self._load(container_id)
@@ -287,6 +284,8 @@ def _compile_seccomp(linux: dict, cache: Path) -> seccomp.Program | None:
         return None
     text = json.dumps(linux["seccomp"], sort_keys=True)
     key = f"{text}\0{seccomp.library_version()}\0{os.uname().release}\0{os.uname().machine}"
+    import hashlib
+
     path = cache / (hashlib.sha256(key.encode()).hexdigest() + ".bpf")
     flags = seccomp.filter_flags(linux["seccomp"])
     with contextlib.suppress(FileNotFoundError, errdefs.InvalidArgument):
@@ -311,6 +310,8 @@ def _install_seccomp(ctx: _Context, *, no_new_privs: bool) -> None:
 
 
 def _now() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -770,3 +771,11 @@ def _check_executable(name: str, path: str) -> None:
         raise ExecError(f'exec: "{name}": permission denied', 126)
     if stat.S_ISDIR(mode) or not mode & 0o111:
         raise ExecError(f'exec: "{name}": permission denied', 126)
+
+
+def _rmtree(path: Path) -> None:
+    # shutil is imported here, not at the top: it pulls in bz2 and lzma, which
+    # every shim would then carry.
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from dockyard import errdefs
 
@@ -39,12 +39,11 @@ _RUNTIME_ALLOWED_DEVICES = (
 )
 
 
-@dataclass(frozen=True)
-class Hierarchy:
-    mountpoint: str
-    version: int  # 1 or 2
-    controllers: tuple[str, ...]  # v1 super options such as ("cpu",) or ("name=systemd",)
-    root: str  # the mount's root inside the hierarchy
+# A record as a namedtuple, not a dataclass: every shim imports this module,
+# and dataclasses (with inspect) would add over a megabyte to each one's RSS.
+# version is 1 or 2; controllers holds the v1 super options such as ("cpu",)
+# or ("name=systemd",); root is the mount's root inside the hierarchy.
+Hierarchy = namedtuple("Hierarchy", "mountpoint version controllers root")
 
 
 def hierarchies() -> list[Hierarchy]:

@@ -30,8 +30,8 @@ import ctypes
 import functools
 import os
 import struct
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dockyard import errdefs
 from dockyard.sys.libc import check, libc
@@ -176,15 +176,10 @@ def _check(rc: int, what: str) -> int:
     return rc
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One argument comparison; for MASKED_EQ ``value`` is the mask and
-    ``value_two`` the expected result (OCI and libseccomp agree on that)."""
-
-    index: int
-    op: int
-    value: int
-    value_two: int = 0
+# Records as namedtuples, not dataclasses: every shim imports this module.
+# One argument comparison; for MASKED_EQ ``value`` is the mask and
+# ``value_two`` the expected result (OCI and libseccomp agree on that).
+Condition = namedtuple("Condition", "index op value value_two", defaults=(0,))
 
 
 def arch_token(name: str) -> int:
@@ -304,12 +299,8 @@ def build_filter(seccomp: dict) -> Filter:
     return filt
 
 
-@dataclass(frozen=True)
-class Program:
-    """A compiled filter: BPF instructions and the seccomp(2) flags to load them with."""
-
-    bpf: bytes
-    flags: int = 0
+# A compiled filter: BPF instructions and the seccomp(2) flags to load them with.
+Program = namedtuple("Program", "bpf flags", defaults=(0,))
 
 
 def compile_filter(seccomp: dict) -> Program:
