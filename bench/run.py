@@ -11,6 +11,7 @@ RSS, and RSS added per idle running container.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -130,6 +131,9 @@ def stop(engine: Engine) -> None:
         if mountpoint.startswith(str(engine.base)):
             subprocess.run(["umount", "-l", mountpoint], check=False)
     shutil.rmtree(engine.base, ignore_errors=True)
+    for parent in Path("/sys/fs/cgroup").glob(f"*/dockyard-bench-{os.getpid()}"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def import_busybox(engine: Engine) -> None:

@@ -199,3 +199,30 @@ def test_import_tag_rmi(daemon, tmp_path):
     result = daemon.docker("rmi", "mine:1").stdout
     assert b"Deleted: sha256:" in result
     assert daemon.docker("image", "inspect", "mine:1", check=False).returncode == 1
+
+
+def test_restart_policy_restarts_until_stopped(daemon):
+    daemon.docker(
+        "run",
+        "-d",
+        "--name",
+        "pol",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 1",
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while int(out(daemon.docker("inspect", "-f", "{{.RestartCount}}", "pol"))) < 2:
+            assert time.monotonic() < deadline, "the policy did not restart the container"
+            time.sleep(0.1)
+        daemon.docker("stop", "-t", "1", "pol")
+        count = out(daemon.docker("inspect", "-f", "{{.RestartCount}}", "pol"))
+        time.sleep(1.5)
+        assert out(daemon.docker("inspect", "-f", "{{.RestartCount}}", "pol")) == count
+        assert out(daemon.docker("inspect", "-f", "{{.State.Running}}", "pol")) == "false"
+    finally:
+        daemon.docker("rm", "-f", "pol", check=False)

@@ -103,6 +103,15 @@ class ContainerService:
         self._waiters: dict[str, _Waiters] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._restarts: dict[str, asyncio.Task] = {}  # pending policy restarts
+
+    def _cancel_restart(self, cid: str) -> bool:
+        """Cancel a restart the policy scheduled; True when one was pending."""
+        task = self._restarts.pop(cid, None)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
 
     # -- lookup --------------------------------------------------------------
     def _load(self, cid: str) -> Container | None:
@@ -474,7 +483,7 @@ class ContainerService:
                 pass
             return
         if self._should_restart(c, runtime):
-            self._spawn(self._restart_later(cid))
+            self._restarts[cid] = self._spawn(self._restart_later(cid))
 
     def _should_restart(self, c: Container, runtime: _Runtime | None) -> bool:
         if runtime is not None and runtime.stopping:
@@ -495,6 +504,7 @@ class ContainerService:
         delay = min(0.1 * (2 ** min(c.restart_count, 10)), 60.0)
         await asyncio.sleep(delay)
         async with self._lock(cid):
+            self._restarts.pop(cid, None)
             c = self._load(cid)
             if c is None or c.state.running:
                 return
@@ -520,6 +530,8 @@ class ContainerService:
         c = self.get(ref)
         runtime = self._running.get(c.id)
         if runtime is None or not c.state.running:
+            if self._cancel_restart(c.id):  # stopping a restarting container
+                return
             raise errdefs.NotModified("container already stopped")
         runtime.stopping = True
         stop_signal = parse_signal(signal or c.config.get("StopSignal"), signals.SIGTERM)
@@ -587,6 +599,7 @@ class ContainerService:
     # -- remove --------------------------------------------------------------
     async def remove(self, ref: str, *, force: bool = False) -> None:
         c = self.get(ref)
+        self._cancel_restart(c.id)
         if c.state.running:
             if not force:
                 raise errdefs.Conflict(
