@@ -83,6 +83,11 @@ async def read_json(request: web.Request, *, default=None):
         if default is not None:
             return default
         raise errdefs.InvalidArgument("invalid JSON: empty body")
+    content_type = request.headers.get("Content-Type")
+    if content_type and content_type.split(";")[0].strip().lower() != "application/json":
+        raise errdefs.InvalidArgument(
+            f"unsupported Content-Type header ({content_type}): must be 'application/json'"
+        )
     try:
         return json.loads(body)
     except ValueError as exc:

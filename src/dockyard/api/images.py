@@ -139,6 +139,8 @@ async def tag_image(request: web.Request) -> web.Response:
     repo = request.query.get("repo", "")
     if not repo:
         raise errdefs.InvalidArgument("repository name must have at least one component")
+    # As dockerd: the new name is checked before the source image is looked up.
+    reference.parse_repo_tag(repo, request.query.get("tag") or None)
     await asyncio.to_thread(
         _service(request).tag, request.match_info["name"], repo, request.query.get("tag") or None
     )

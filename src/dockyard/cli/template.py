@@ -668,7 +668,16 @@ def _get_field(state: _State, recv: Any, name: str, args: list[Any], last: bool)
     if isinstance(recv, Mapping):
         if args:
             raise state.fail(f"{name} is not a method but has arguments")
-        return recv.get(name, MISSING)
+        value = recv.get(name, MISSING)
+        if value is MISSING:
+            # The data is the API's JSON; docker's templates name Go struct
+            # fields, which differ from the JSON keys mostly in case
+            # (APIVersion / ApiVersion).
+            folded = name.lower()
+            for key, candidate in recv.items():
+                if isinstance(key, str) and key.lower() == folded:
+                    return candidate
+        return value
     if recv is None or recv is MISSING:
         raise state.fail(f"nil pointer evaluating interface {{}}.{name}")
     if isinstance(recv, str | int | float | bool | list | tuple):

@@ -201,6 +201,7 @@ class ContainerService:
                 f"'{host_config['LogConfig']['Type']}' is registered"
             )
 
+        logs_to_file = host_config["LogConfig"]["Type"] == "json-file"
         cid = _new_id()
         if not config.get("Hostname"):
             config["Hostname"] = cid[:12]
@@ -216,7 +217,7 @@ class ContainerService:
             host_config=host_config,
             path=argv[0],
             args=argv[1:],
-            log_path=str(cdir / f"{cid}-json.log"),
+            log_path=str(cdir / f"{cid}-json.log") if logs_to_file else "",
             hostname_path=str(cdir / "hostname"),
             hosts_path=str(cdir / "hosts"),
             resolv_conf_path=str(cdir / "resolv.conf"),
