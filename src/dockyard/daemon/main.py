@@ -155,10 +155,34 @@ class Daemon:
         if host.startswith("tcp://"):
             address = host[len("tcp://") :]
             hostname, _, port = address.rpartition(":")
-            site = web.TCPSite(self.runner, hostname or "0.0.0.0", int(port or 2375))
+            site = web.TCPSite(
+                self.runner,
+                hostname or "0.0.0.0",
+                int(port or (2376 if self.config.tls_cert else 2375)),
+                ssl_context=self._tls_context(),
+            )
             await site.start()
             return
         raise SystemExit(f"dockyardd: unsupported host {host!r}")
+
+    def _tls_context(self):
+        """TLS for tcp:// hosts as dockerd: server cert and key; with
+        --tlsverify, clients must present a certificate signed by --tlscacert."""
+        config = self.config
+        if not (config.tls_cert and config.tls_key):
+            if config.tls_verify:
+                raise SystemExit("dockyardd: --tlsverify needs --tlscert and --tlskey")
+            return None
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+        if config.tls_verify:
+            if not config.tls_cacert:
+                raise SystemExit("dockyardd: --tlsverify needs --tlscacert")
+            context.load_verify_locations(config.tls_cacert)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     async def stop(self) -> None:
         if self.runner is not None:
