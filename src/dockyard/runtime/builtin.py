@@ -284,9 +284,7 @@ def _compile_seccomp(linux: dict, cache: Path) -> seccomp.Program | None:
         return None
     text = json.dumps(linux["seccomp"], sort_keys=True)
     key = f"{text}\0{seccomp.library_version()}\0{os.uname().release}\0{os.uname().machine}"
-    import hashlib
-
-    path = cache / (hashlib.sha256(key.encode()).hexdigest() + ".bpf")
+    path = cache / (_sha256_hex(key.encode()) + ".bpf")
     flags = seccomp.filter_flags(linux["seccomp"])
     with contextlib.suppress(FileNotFoundError, errdefs.InvalidArgument):
         return seccomp.program(path.read_bytes(), flags)
@@ -310,9 +308,23 @@ def _install_seccomp(ctx: _Context, *, no_new_privs: bool) -> None:
 
 
 def _now() -> str:
-    import datetime
+    """RFC 3339 UTC with microseconds, without importing datetime."""
+    ns = time.time_ns()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    return f"{stamp}.{ns // 1000 % 1_000_000:06d}Z"
 
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+def _sha256_hex(data: bytes) -> str:
+    # CPython's own SHA-256 module, not hashlib: hashlib maps OpenSSL's
+    # libcrypto, 3.4 MB of RSS in every shim.
+    try:
+        from _sha256 import sha256  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def _write_atomic(path: Path, text: str) -> None:

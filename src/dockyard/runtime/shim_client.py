@@ -106,10 +106,18 @@ class Launcher:
     async def start(self, *, python: str = sys.executable) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # -S: no site-packages; every shim forked from the launcher carries
+            # its RSS, and it needs nothing but the stdlib and this package.
+            package_root = str(Path(__file__).resolve().parents[2])
+            bootstrap = (
+                f"import sys; sys.path.insert(0, {package_root!r}); "
+                "from dockyard.runtime.shim_launcher import main; sys.exit(main(sys.argv))"
+            )
             self._proc = await asyncio.create_subprocess_exec(
                 python,
-                "-m",
-                "dockyard.runtime.shim_launcher",
+                "-S",
+                "-c",
+                bootstrap,
                 str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
