@@ -81,6 +81,7 @@ class Container:
     hosts_path: str = ""
     resolv_conf_path: str = ""
     driver: str = "overlay2"
+    networking_config: dict = field(default_factory=dict)  # NetworkingConfig as posted
 
     @property
     def short_id(self) -> str:

@@ -221,6 +221,7 @@ class ContainerService:
             hostname_path=str(cdir / "hostname"),
             hosts_path=str(cdir / "hosts"),
             resolv_conf_path=str(cdir / "resolv.conf"),
+            networking_config=dict(body.get("NetworkingConfig") or {}),
         )
         await asyncio.to_thread(self._create_files, container, chain_id)
         try:

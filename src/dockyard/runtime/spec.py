@@ -91,6 +91,7 @@ class SpecOptions:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     netns_path: str | None = None
+    host_network: bool = False  # share the host's network namespace (--network host)
     shm_size: int = 64 * 1024 * 1024
     annotations: dict[str, str] = field(default_factory=dict)
     # "default" (Docker's profile), "unconfined" or None (no filter), or a
@@ -230,6 +231,8 @@ def _linux(options: SpecOptions) -> dict:
     namespaces: list[dict] = [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")]
     if options.netns_path is not None:
         namespaces[1]["path"] = options.netns_path
+    if options.host_network:
+        del namespaces[1]
     namespaces.append({"type": "cgroup"})
     devices = [{"allow": True, "access": "rwm"}] if options.privileged else list(DEVICE_RULES)
     linux: dict = {
