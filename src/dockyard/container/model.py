@@ -139,7 +139,7 @@ class Container:
             "ImageID": self.image_id,
             "Command": self.command(),
             "Created": int(parse_rfc3339(self.created)),
-            "Ports": [],
+            "Ports": _summary_ports((network or {}).get("Ports") or {}),
             "Labels": self.config.get("Labels") or {},
             "State": self.state.status.value,
             "Status": self.state.human(),
@@ -147,3 +147,22 @@ class Container:
             "NetworkSettings": {"Networks": (network or {}).get("Networks", {})},
             "Mounts": [],
         }
+
+
+def _summary_ports(ports: dict) -> list[dict]:
+    """NetworkSettings.Ports ({"80/tcp": [{"HostIp", "HostPort"}]}) as the
+    list's Port objects."""
+    out: list[dict] = []
+    for key, bindings in sorted(ports.items()):
+        number, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+            continue
+        for binding in bindings:
+            out.append({
+                "IP": binding.get("HostIp") or "0.0.0.0",
+                "PrivatePort": int(number),
+                "PublicPort": int(binding.get("HostPort") or 0),
+                "Type": proto or "tcp",
+            })  # fmt: skip
+    return out

@@ -93,9 +93,11 @@ class ContainerService:
         images,
         snapshotter,
         launcher: Launcher | None = None,
+        networks=None,
     ) -> None:
         self.config = config
         self.launcher = launcher
+        self.networks = networks  # network.service.NetworkService, or None: loopback only
         self.db = db
         self.images = images
         self.snapshotter = snapshotter
@@ -328,15 +330,15 @@ class ContainerService:
         bundle = run_dir / "bundle"
         rootfs = bundle / "rootfs"
         try:
-            await asyncio.to_thread(self._prepare_bundle, c, bundle, rootfs)
+            sandbox = await self._network_sandbox(c)
+            await asyncio.to_thread(self._prepare_bundle, c, bundle, rootfs, sandbox)
             shim = await Shim.spawn(self._shim_config(c, run_dir, bundle), launcher=self.launcher)
-        except errdefs.DockyardError as exc:
+        except BaseException as exc:
+            await self._release_network(c)
             await asyncio.to_thread(self._cleanup_run_dir, c.id)
             self._record_start_failure(c, exc)
-            raise
-        except Exception as exc:
-            await asyncio.to_thread(self._cleanup_run_dir, c.id)
-            self._record_start_failure(c, exc)
+            if isinstance(exc, errdefs.DockyardError) or not isinstance(exc, Exception):
+                raise
             raise errdefs.System(str(exc))
         runtime = _Runtime(shim=shim)
         self._running[c.id] = runtime
@@ -357,6 +359,35 @@ class ContainerService:
         self._save(c)
         runtime.monitor = self._spawn(self._monitor(c.id, shim))
 
+    async def _network_sandbox(self, c: Container):
+        """Set up the container's networking; write /etc/hosts and
+        /etc/resolv.conf from it. None when there is no network service."""
+        if self.networks is None:
+            return None
+        sandbox = await self.networks.sandbox(c)
+        await asyncio.to_thread(self._write_network_files, c, sandbox)
+        return sandbox
+
+    def _write_network_files(self, c: Container, sandbox) -> None:
+        extra = list(c.host_config.get("ExtraHosts") or [])
+        text = files.hosts_content(extra=extra)
+        for ip, names_ in sandbox.hosts_entries:
+            text += f"{ip}\t{' '.join(names_) if isinstance(names_, list | tuple) else names_}\n"
+        Path(c.hosts_path).write_text(text)
+        if sandbox.resolv_conf is not None:
+            Path(c.resolv_conf_path).write_text(sandbox.resolv_conf)
+        hostname = getattr(sandbox, "hostname", None)
+        if hostname:
+            Path(c.hostname_path).write_text(hostname + "\n")
+
+    async def _release_network(self, c: Container) -> None:
+        if self.networks is None:
+            return
+        try:
+            await self.networks.release(c)
+        except Exception as exc:  # cleanup must go on; the error is worth a log line
+            log.warning("container %s: releasing its network failed: %s", c.id, exc)
+
     def _record_start_failure(self, c: Container, exc: BaseException) -> None:
         c.state.error = getattr(exc, "message", str(exc))
         c.state.exit_code = getattr(exc, "exit_code", 128)
@@ -375,7 +406,7 @@ class ContainerService:
         with contextlib.suppress(errdefs.DockyardError):
             await self.remove(cid, force=True)
 
-    def _prepare_bundle(self, c: Container, bundle: Path, rootfs: Path) -> None:
+    def _prepare_bundle(self, c: Container, bundle: Path, rootfs: Path, sandbox=None) -> None:
         import json
 
         from dockyard.runtime import spec
@@ -406,6 +437,8 @@ class ContainerService:
                 privileged=bool(hc.get("Privileged")),
                 cap_add=tuple(hc.get("CapAdd") or ()),
                 cap_drop=tuple(hc.get("CapDrop") or ()),
+                netns_path=getattr(sandbox, "netns_path", None),
+                host_network=sandbox is not None and sandbox.netns_path is None,
                 shm_size=int(hc.get("ShmSize") or 64 * 1024 * 1024),
             )
             document = spec.generate(options)
@@ -465,6 +498,7 @@ class ContainerService:
         c = self._load(cid)
         if c is None:
             return
+        await self._release_network(c)
         await asyncio.to_thread(self._cleanup_run_dir, cid)
         if c.state.running:
             c.state.status = transition(c.state.status, Event.EXIT)
@@ -706,7 +740,7 @@ class ContainerService:
             containers = containers[:limit]
         out = []
         for c in containers:
-            item = c.summary()
+            item = c.summary(network=self._settings(c))
             if size:
                 item["SizeRw"] = self._usage(c.id)
                 item["SizeRootFs"] = item["SizeRw"] + self._image_size(c.image_id)
@@ -787,11 +821,16 @@ class ContainerService:
                 "MergedDir": str(self.config.container_run_dir(c.id) / "bundle" / "rootfs"),
                 "WorkDir": str(Path(upper).parent / "work"),
             }
-        data = c.inspect(graph_data=graph, network=_network_settings(c))
+        data = c.inspect(graph_data=graph, network=self._settings(c))
         if size:
             data["SizeRw"] = self._usage(c.id)
             data["SizeRootFs"] = data["SizeRw"] + self._image_size(c.image_id)
         return data
+
+    def _settings(self, c: Container) -> dict:
+        if self.networks is None:
+            return _network_settings(c)
+        return self.networks.settings(c)
 
     def exit_status_of(self, ref: str) -> int:
         return self.get(ref).state.exit_code
