@@ -73,7 +73,13 @@ def start_dockyard(base: Path) -> Engine:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    engine = Engine("dockyard", base, f"unix://{sock}", proc, lambda: [proc.pid])
+
+    def pids() -> list[int]:
+        # the daemon and its shim launcher
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        return [proc.pid, *map(int, children)]
+
+    engine = Engine("dockyard", base, f"unix://{sock}", proc, pids)
     _wait_ready(engine)
     return engine
 
