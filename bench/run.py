@@ -55,20 +55,26 @@ def _wait_ready(engine: Engine, timeout: float = 30) -> None:
 
 def start_dockyard(base: Path) -> Engine:
     sock = base / "run" / "d.sock"
+    args = [
+        str(VENV_BIN / "dockyardd"),
+        "-H",
+        f"unix://{sock}",
+        "--data-root",
+        str(base / "data"),
+        "--exec-root",
+        str(base / "run"),
+        "--cgroup-parent",
+        f"dockyard-bench-{os.getpid()}",
+        "--config-file",
+        str(base / "none.json"),
+        "--bridge",
+        "dybench0",
+        "--bip",
+        "10.250.77.1/24",
+    ]
+    (base / "cleanup-args").write_text("\n".join([*args, "--cleanup"]))
     proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "dockyardd"),
-            "-H",
-            f"unix://{sock}",
-            "--data-root",
-            str(base / "data"),
-            "--exec-root",
-            str(base / "run"),
-            "--cgroup-parent",
-            f"dockyard-bench-{os.getpid()}",
-            "--config-file",
-            str(base / "none.json"),
-        ],
+        args,
         stdout=open(base / "daemon.log", "wb"),  # noqa: SIM115 - the daemon owns it
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -128,6 +134,9 @@ def stop(engine: Engine) -> None:
     engine.proc.send_signal(signal.SIGTERM)
     try:
         engine.proc.wait(30)
+        cleanup = engine.base / "cleanup-args"
+        if cleanup.exists():  # our daemon: remove its bridge and firewall rules
+            subprocess.run(cleanup.read_text().split("\n"), capture_output=True, check=False)
     except subprocess.TimeoutExpired:
         engine.proc.kill()
     subprocess.run(["pkill", "-f", str(engine.base)], check=False)

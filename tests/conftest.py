@@ -4,6 +4,7 @@ at the end."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -34,6 +35,11 @@ class DaemonHandle:
         self.socket = self.exec_root / "d.sock"
         self.host = f"unix://{self.socket}"
         self.cgroup_parent = f"dockyard-test-{tag}"
+        # Its own bridge and subnet, so that daemons run side by side.
+        digest = hashlib.sha256(f"{tag}-{base}".encode()).digest()
+        self.bridge = f"dyb{digest[:3].hex()}"
+        self.subnet_prefix = f"10.{200 + digest[3] % 50}.{digest[4]}"
+        self.bip = f"{self.subnet_prefix}.1/24"
         self.log = base / "daemon.log"
         self.proc: subprocess.Popen | None = None
 
@@ -41,8 +47,8 @@ class DaemonHandle:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host}
 
-    def start(self) -> None:
-        args = [
+    def daemon_args(self) -> list[str]:
+        return [
             _bin("dockyardd"),
             "-H",
             self.host,
@@ -54,7 +60,17 @@ class DaemonHandle:
             self.cgroup_parent,
             "--config-file",
             str(self.base / "daemon.json"),
+            "--bridge",
+            self.bridge,
+            "--bip",
+            self.bip,
         ]
+
+    def cleanup_network(self) -> None:
+        subprocess.run([*self.daemon_args(), "--cleanup"], capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        args = self.daemon_args()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -125,6 +141,12 @@ def leftovers(handle: DaemonHandle) -> list[str]:
             children = [p for p in (controller / handle.cgroup_parent).iterdir() if p.is_dir()]
             if children:
                 found.append(f"cgroup: {controller.name}/{handle.cgroup_parent}: {children}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    if f" {handle.bridge}:" in links or f"master {handle.bridge} " in links:
+        found.append(f"link: the bridge {handle.bridge} or a veth on it")
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    if handle.bridge.upper() in rules:
+        found.append(f"iptables: rules for {handle.bridge}")
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in out.splitlines():
         if str(handle.base) in line:
@@ -165,6 +187,7 @@ def daemon():
             handle.cleanup_containers()
         finally:
             handle.stop()
+            handle.cleanup_network()
             left = leftovers(handle)
             remove_cgroup_parent(handle)
             shutil.rmtree(base, ignore_errors=True)

@@ -29,6 +29,7 @@ def own_daemon():
             handle.start()
         handle.cleanup_containers()
         handle.stop()
+        handle.cleanup_network()
         left = leftovers(handle)
         remove_cgroup_parent(handle)
         shutil.rmtree(base, ignore_errors=True)

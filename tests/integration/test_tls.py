@@ -53,9 +53,11 @@ def test_mutual_tls(tmp_path):
     _make_certs(certs)
     port = _free_port()
     host = f"tcp://127.0.0.1:{port}"
+    daemon = [_bin("dockyardd"), "-H", host, "--data-root", str(base / "data"),
+              "--exec-root", str(base / "run"), "--config-file", str(base / "none.json"),
+              "--bridge", f"dyt{port}", "--bip", f"10.249.{port % 250}.1/24"]  # fmt: skip
     proc = subprocess.Popen(
-        [_bin("dockyardd"), "-H", host, "--data-root", str(base / "data"),
-         "--exec-root", str(base / "run"), "--config-file", str(base / "none.json"),
+        [*daemon,
          "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
          "--tlscert", str(certs / "server.pem"), "--tlskey", str(certs / "server-key.pem")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -89,4 +91,5 @@ def test_mutual_tls(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+        subprocess.run([*daemon, "--cleanup"], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)

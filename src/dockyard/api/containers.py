@@ -130,8 +130,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
         body = {"StatusCode": -1, "Error": {"Message": exc.message}}
     else:
         body = {"StatusCode": code, "Error": None}
-    await response.write(json.dumps(body).encode() + b"\n")
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client stopped waiting
+        await response.write(json.dumps(body).encode() + b"\n")
+        await response.write_eof()
     return response
 
 

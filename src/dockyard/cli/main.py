@@ -68,7 +68,12 @@ ALIASES: dict[str, str] = {
     "history": "image history",
 }
 
-GROUPS = ("container", "image", "system")
+GROUPS = ("container", "image", "system", "network")
+# network commands (cli/network.py)
+COMMANDS.update({f"network {c}": f"network:cmd_{c}" for c in (
+    "create", "ls", "inspect", "rm", "prune", "connect", "disconnect")})  # fmt: skip
+COMMANDS.update({"port": "network:cmd_port", "container port": "network:cmd_port"})
+ALIASES.update({"network list": "network ls", "network remove": "network rm"})
 
 
 class ExitError(Exception):

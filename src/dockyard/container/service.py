@@ -106,6 +106,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._restarts: dict[str, asyncio.Task] = {}  # pending policy restarts
+        self._stopped_by_user: set[str] = set()  # no policy restarts until started again
 
     def _cancel_restart(self, cid: str) -> bool:
         """Cancel a restart the policy scheduled; True when one was pending."""
@@ -323,6 +324,7 @@ class ContainerService:
                     f"cannot start a container that has been removed or is being removed: {c.id}"
                 )
             transition(c.state.status, Event.START)
+            self._stopped_by_user.discard(c.id)
             await self._start_locked(c)
 
     async def _start_locked(self, c: Container) -> None:
@@ -522,7 +524,7 @@ class ContainerService:
             self._restarts[cid] = self._spawn(self._restart_later(cid))
 
     def _should_restart(self, c: Container, runtime: _Runtime | None) -> bool:
-        if runtime is not None and runtime.stopping:
+        if (runtime is not None and runtime.stopping) or c.id in self._stopped_by_user:
             return False
         policy = (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
         if policy in ("always", "unless-stopped"):
@@ -542,7 +544,7 @@ class ContainerService:
         async with self._lock(cid):
             self._restarts.pop(cid, None)
             c = self._load(cid)
-            if c is None or c.state.running:
+            if c is None or c.state.running or cid in self._stopped_by_user:
                 return
             c.restart_count += 1
             self._save(c)
@@ -564,6 +566,9 @@ class ContainerService:
         self, ref: str, *, timeout: int | None = None, signal: str | None = None
     ) -> None:
         c = self.get(ref)
+        self._stopped_by_user.add(c.id)
+        async with self._lock(c.id):  # let a start in progress (a policy restart) finish
+            c = self.get(c.id)
         runtime = self._running.get(c.id)
         if runtime is None or not c.state.running:
             if self._cancel_restart(c.id):  # stopping a restarting container
@@ -665,9 +670,11 @@ class ContainerService:
                 c.state.error = str(exc)
                 self._save(c)
                 raise errdefs.System(f"unable to remove filesystem for {c.id}: {exc}")
+            await self._forget_network(c.id)
             with self.db.tx() as cur:
                 cur.execute("DELETE FROM containers WHERE id = ?", (c.id,))
         self._locks.pop(c.id, None)
+        self._stopped_by_user.discard(c.id)
         waiters = self._waiters.pop(c.id, _Waiters())
         for future in [*waiters.exit, *waiters.removed]:
             if not future.done():
@@ -675,6 +682,13 @@ class ContainerService:
         for _, future in waiters.attach:
             if not future.done():
                 future.set_exception(errdefs.NotFound(f"No such container: {c.id}"))
+
+    async def _forget_network(self, cid: str) -> None:
+        if self.networks is not None:
+            try:
+                await self.networks.forget(cid)
+            except Exception as exc:
+                log.warning("container %s: dropping its endpoints failed: %s", cid, exc)
 
     def _remove_files(self, cid: str) -> None:
         self._cleanup_run_dir(cid)

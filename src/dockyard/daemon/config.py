@@ -38,6 +38,7 @@ class DaemonConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     debug: bool = False
+    cleanup: bool = False  # --cleanup: tear networking down and exit
 
     # -- derived paths -----------------------------------------------------
     @property

@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     parser.add_argument("--tlscacert")
     parser.add_argument("--tlscert")
     parser.add_argument("--tlskey")
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove this daemon's bridges, veths, netns pins and firewall rules, then exit",
+    )
     args = parser.parse_args(argv)
 
     config = DaemonConfig()
@@ -78,6 +83,7 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     for item in args.log_opt:
         key, _, value = item.partition("=")
         config.log_opts[key] = value
+    config.cleanup = args.cleanup
     if config.pidfile is None:
         config.pidfile = config.exec_root / "dockyardd.pid"
     if config.hosts == ["unix:///run/dockyard/dockyard.sock"] and args.exec_root:
@@ -93,16 +99,20 @@ class Daemon:
         self.runner = None
         self.containers = None
         self.launcher = None
+        self.networks = None
 
     async def start(self) -> None:
         from aiohttp import web
 
         from dockyard.api import containers as containers_api
         from dockyard.api import images as images_api
+        from dockyard.api import networks as networks_api
         from dockyard.api import system as system_api
         from dockyard.api.app import make_app
         from dockyard.container.service import ContainerService
         from dockyard.image.service import ImageService
+        from dockyard.network.dns import DnsServer
+        from dockyard.network.service import NetworkService
         from dockyard.runtime.shim_client import Launcher
         from dockyard.store.content import ContentStore
         from dockyard.store.metadata import Database
@@ -115,11 +125,20 @@ class Daemon:
         content = ContentStore(config.content_root)
         snapshotter = choose_snapshotter(config.snapshots_root)
         images = ImageService(db=db, content=content, snapshotter=snapshotter)
+        self.networks = NetworkService(config, db)
+        self.networks.dns = DnsServer(self.networks, upstreams=self.networks.host_upstreams())
         self.launcher = Launcher()
         await self.launcher.start()
         self.containers = ContainerService(
-            config=config, db=db, images=images, snapshotter=snapshotter, launcher=self.launcher
+            config=config,
+            db=db,
+            images=images,
+            snapshotter=snapshotter,
+            launcher=self.launcher,
+            networks=self.networks,
         )
+        self.networks.resolve_container = self.containers.get
+        await self.networks.start()
         await self.containers.restore()
 
         app = make_app(
@@ -129,9 +148,10 @@ class Daemon:
                 "images": images,
                 "containers": self.containers,
                 "containers_using_image": self.containers.using_image,
+                "networks": self.networks,
                 "daemon_id": _daemon_id(config),
             },
-            [system_api.routes, containers_api.routes, images_api.routes],
+            [system_api.routes, containers_api.routes, images_api.routes, networks_api.routes],
         )
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
@@ -191,6 +211,10 @@ class Daemon:
             await self.containers.close()
         if self.launcher is not None:
             await self.launcher.close()
+        if self.networks is not None:
+            await self.networks.close()
+            if self.networks.dns is not None:
+                await self.networks.dns.close()
         for host in self.config.hosts:
             path = socket_path(host)
             if path:
@@ -209,6 +233,16 @@ def _daemon_id(config: DaemonConfig) -> str:
         value = str(uuid.uuid4())
         path.write_text(value + "\n")
         return value
+
+
+async def _cleanup(config: DaemonConfig) -> None:
+    """Tear down the networking state a daemon with this config left."""
+    from dockyard.network.service import NetworkService
+    from dockyard.store.metadata import Database
+
+    networks = NetworkService(config, Database(config.db_path))
+    await networks.start()
+    await networks.teardown()
 
 
 async def _serve(config: DaemonConfig) -> None:
@@ -233,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if os.geteuid() != 0:
         raise SystemExit("dockyardd needs to be started with root privileges")
-    asyncio.run(_serve(config))
+    asyncio.run(_cleanup(config) if config.cleanup else _serve(config))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN parent TEXT NOT NULL DEFAULT '';
     ALTER TABLE images ADD COLUMN last_tag_time TEXT;
     """,
+    # networks and the endpoints of containers on them (network.service)
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL            -- JSON of network.model.Network
+    );
+    CREATE TABLE endpoints (
+        network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
+        record TEXT NOT NULL,           -- JSON of network.model.Endpoint
+        PRIMARY KEY (network_id, container_id)
+    );
+    CREATE INDEX endpoints_container ON endpoints(container_id);
+    """,
 ]
 
 
