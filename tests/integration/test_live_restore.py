@@ -75,3 +75,43 @@ def test_container_exiting_while_daemon_is_down(own_daemon):
     d.start()
     assert _out(d.cli("wait", "short")) == "9"
     assert _out(d.cli("inspect", "-f", "{{.State.Status}}", "short")) == "exited"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_networking_survives_daemon_restart(own_daemon):
+    import urllib.request
+
+    d = own_daemon
+    net = f"lrnet{os.getpid()}"
+    d.cli("network", "create", "--subnet", f"10.198.{os.getpid() % 250}.0/24", net)
+    port = _free_port()
+    d.cli("run", "-d", "--name", "srv", "--net", net, "-p", f"127.0.0.1:{port}:80", "busybox",
+          "sh", "-c", "mkdir /w; echo up > /w/index.html; httpd -f -p 80 -h /w")  # fmt: skip
+    d.cli("run", "-d", "--name", "peer", "--net", net, "busybox", "sleep", "100")
+
+    def check() -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert body == b"up\n"
+        lookup = d.cli("run", "--rm", "--net", net, "busybox", "nslookup", "srv", "127.0.0.11")
+        assert b"Address" in lookup.stdout
+
+    check()
+    d.stop(signal.SIGKILL)
+    d.start()
+    check()
+    d.cli("rm", "-f", "srv", "peer")
+    d.cli("network", "rm", net)

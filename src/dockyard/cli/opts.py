@@ -29,6 +29,14 @@ CREATE_FLAGS = [
     Flag("memory", "m", "str", help="Memory limit"),
     Flag("name", "", "str", help="Assign a name to the container"),
     Flag("network", "", "str", help="Connect a container to a network"),
+    Flag("net", "", "str", hidden=True),
+    Flag("network-alias", "", "list", help="Add network-scoped alias for the container"),
+    Flag("net-alias", "", "list", hidden=True),
+    Flag("ip", "", "str", help="IPv4 address (e.g., 172.30.100.104)"),
+    Flag("mac-address", "", "str", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+    Flag("dns-search", "", "list", help="Set custom DNS search domains"),
+    Flag("dns-option", "", "list", help="Set DNS options"),
+    Flag("publish-all", "P", "bool", help="Publish all exposed ports to random ports"),
     Flag("platform", "", "str", help="Set platform if server is multi-platform capable"),
     Flag("privileged", "", "bool", help="Give extended privileges to this container"),
     Flag("publish", "p", "list", help="Publish a container's port(s) to the host"),
@@ -175,6 +183,15 @@ def build_create_body(opts: Parsed, image: str, command: list[str], *,
             binds.append(vol)
         else:
             volumes[vol] = {}
+    network = opts.network or opts.net or "default"
+    endpoint: dict[str, Any] = {}
+    if opts.ip:
+        endpoint["IPAMConfig"] = {"IPv4Address": opts.ip}
+    aliases = [*opts.network_alias, *opts.net_alias]
+    if aliases:
+        endpoint["Aliases"] = aliases
+    if opts.mac_address:
+        endpoint["MacAddress"] = opts.mac_address
     entrypoint: Any = None
     if opts.entrypoint is not None:
         entrypoint = [opts.entrypoint] if opts.entrypoint else [""]
@@ -183,7 +200,10 @@ def build_create_body(opts: Parsed, image: str, command: list[str], *,
         "AutoRemove": bool(opts.rm),
         "RestartPolicy": parse_restart(opts.restart),
         "LogConfig": {"Type": opts.log_driver or "", "Config": _key_values(opts.log_opt)},
-        "NetworkMode": opts.network or "default",
+        "NetworkMode": network,
+        "PublishAllPorts": bool(opts.publish_all),
+        "DnsSearch": opts.dns_search,
+        "DnsOptions": opts.dns_option,
         "PortBindings": bindings or {},
         "Privileged": bool(opts.privileged),
         "ReadonlyRootfs": bool(opts.read_only),
@@ -206,6 +226,7 @@ def build_create_body(opts: Parsed, image: str, command: list[str], *,
         host_config["NanoCpus"] = int(opts.cpus * 1e9)
     body: dict[str, Any] = {
         "Hostname": opts.hostname or "",
+        **({"MacAddress": opts.mac_address} if opts.mac_address else {}),
         "Domainname": "",
         "User": opts.user or "",
         "AttachStdin": stdin,
@@ -223,7 +244,7 @@ def build_create_body(opts: Parsed, image: str, command: list[str], *,
         "Entrypoint": entrypoint,
         "Labels": _key_values(opts.label),
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": {"EndpointsConfig": {network: endpoint} if endpoint else {}},
     }
     if opts.stop_signal:
         body["StopSignal"] = opts.stop_signal

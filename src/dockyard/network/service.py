@@ -229,6 +229,7 @@ class NetworkService:
         for cid in {cid for (_, cid), ep in self._endpoints.items() if ep.active}:
             if await asyncio.to_thread(self.netns.exists, self.netns_path(cid)):
                 await self._restore_ports(cid)
+                await self._restore_dns(cid)
             else:
                 await self._release_id(cid)
 
@@ -294,6 +295,26 @@ class NetworkService:
                     log.warning("container %s: port %s not restored: %s", cid, pb, exc)
                     continue
                 self._proxies.setdefault(cid, []).append(p)
+
+    async def _restore_dns(self, cid: str) -> None:
+        """The embedded DNS sockets died with the previous daemon: open them
+        again for a running container on a user network."""
+        if self.dns is None:
+            return
+        names = {self._networks[ep.network_id].name for ep in self.endpoints_of(cid)
+                 if ep.active and ep.network_id in self._networks}  # fmt: skip
+        if not names - {"bridge"}:
+            return
+        servers: list[str] = []
+        if self.resolve_container is not None:
+            with contextlib.suppress(errdefs.NotFound):
+                c = self.resolve_container(cid)
+                servers = list((c.host_config or {}).get("Dns") or [])
+        self._upstreams[cid] = servers
+        try:
+            await self.dns.add(cid, str(self.netns_path(cid)), upstreams=servers or None)
+        except errdefs.DockyardError as exc:
+            log.warning("container %s: embedded DNS not restored: %s", cid, exc)
 
     async def close(self) -> None:
         """Stop the proxies; bridges, veths and rules stay for live restore."""
