@@ -1,0 +1,312 @@
+"""Networking benchmarks: our daemon and, when it is installed, dockerd (with
+a private bridge and its own iptables rules), in one run, through the same
+docker CLI. Prints a table with the ratios.
+
+    .venv/bin/python bench/net.py [--runs N] [--mb MB]
+
+Measured: the median of `docker run --rm busybox true` on the default bridge
+and with `--network none` (their difference is the network set-up cost),
+TCP throughput between two containers on one bridge (busybox wget from
+busybox httpd), and from the host to a published port (an HTTP GET of the
+same file) through 127.0.0.1 (userland
+proxy) and through the bridge gateway's address (DNAT).
+
+dockerd brings up docker0 and its DOCKER* chains; both are removed after the
+run (only if they were not there before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.run import Engine, _wait_ready, import_busybox, start_dockyard
+
+DOCKERD_BIP = "10.251.0.1/24"
+CHUNK = 1 << 20
+
+
+def start_dockerd(base: Path) -> Engine | None:
+    if shutil.which("dockerd") is None:
+        return None
+    sock = base / "docker.sock"
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            "-H",
+            f"unix://{sock}",
+            "--data-root",
+            str(base / "data"),
+            "--exec-root",
+            str(base / "exec"),
+            "--pidfile",
+            str(base / "docker.pid"),
+            "--bip",
+            DOCKERD_BIP,
+            "--iptables=true",
+            "--ip6tables=false",
+            "--containerd-namespace",
+            f"benchnet{os.getpid()}",
+            "--config-file",
+            str(base / "none.json"),
+        ],
+        stdout=open(base / "daemon.log", "wb"),  # noqa: SIM115 - the daemon owns it
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def pids() -> list[int]:
+        return [proc.pid]
+
+    engine = Engine("dockerd", base, f"unix://{sock}", proc, pids)
+    _wait_ready(engine)
+    return engine
+
+
+def stop(engine: Engine) -> None:
+    """bench.run's stop, but ending leftover processes by pid."""
+    ids = engine.docker("ps", "-aq", check=False).stdout.split()
+    if ids:
+        engine.docker("rm", "-f", *[i.decode() for i in ids], check=False)
+    engine.proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        engine.proc.wait(30)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if str(engine.base).encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), 9)
+    cleanup = engine.base / "cleanup-args"
+    if cleanup.exists():  # our daemon: remove its bridge and firewall rules
+        subprocess.run(cleanup.read_text().split("\n"), capture_output=True, check=False)
+    time.sleep(0.3)
+    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+        mountpoint = line.split()[4]
+        if mountpoint.startswith(str(engine.base)):
+            subprocess.run(["umount", "-l", mountpoint], check=False)
+    shutil.rmtree(engine.base, ignore_errors=True)
+    for parent in Path("/sys/fs/cgroup").glob(f"*/dockyard-bench-{os.getpid()}"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+# -- dockerd's host state ----------------------------------------------------
+
+
+def _iptables_save(table: str) -> list[str]:
+    out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+def _forward_policy() -> str:
+    for line in _iptables_save("filter"):
+        if line.startswith(":FORWARD "):
+            return line.split()[1]
+    return "ACCEPT"
+
+
+def remove_dockerd_state(chains_before: set[tuple[str, str]], had_docker0: bool) -> None:
+    """Undo what dockerd left: the rules it put in the built-in chains, its
+    DOCKER* chains, and docker0 (each only when it was not there before)."""
+    subnet = str(ipaddress.IPv4Interface(DOCKERD_BIP).network)
+    for table in ("filter", "nat", "raw", "mangle"):
+        lines = _iptables_save(table)
+        ours = {
+            line[1:].split()[0]
+            for line in lines
+            if line.startswith(":DOCKER") and (table, line[1:].split()[0]) not in chains_before
+        }
+        for line in lines:
+            if not line.startswith("-A "):
+                continue
+            chain = line.split()[1]
+            if chain in ours:
+                continue
+            words = line.split()
+            jumps = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g")}
+            if jumps & ours or (not had_docker0 and "docker0" in words) or subnet in line:
+                subprocess.run(
+                    ["iptables", "-t", table, "-D", *words[1:]], capture_output=True, check=False
+                )
+        for chain in ours:
+            subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
+        for chain in ours:
+            subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
+    if not had_docker0:
+        subprocess.run(["ip", "link", "del", "docker0"], capture_output=True, check=False)
+
+
+def _docker_chains() -> set[tuple[str, str]]:
+    found = set()
+    for table in ("filter", "nat", "raw", "mangle"):
+        for line in _iptables_save(table):
+            if line.startswith(":DOCKER"):
+                found.add((table, line[1:].split()[0]))
+    return found
+
+
+# -- measurements ------------------------------------------------------------
+
+
+def setup_cost(engine: Engine, runs: int) -> dict[str, float]:
+    for mode in ("bridge", "none"):  # warm up
+        engine.docker("run", "--rm", "--network", mode, "busybox", "true")
+    samples: dict[str, list[float]] = {"bridge": [], "none": []}
+    for _ in range(runs):  # interleaved, so drift hits both alike
+        for mode in samples:
+            t0 = time.perf_counter()
+            engine.docker("run", "--rm", "--network", mode, "busybox", "true")
+            samples[mode].append(time.perf_counter() - t0)
+    bridge = statistics.median(samples["bridge"])
+    none = statistics.median(samples["none"])
+    return {
+        "run --rm true, bridge (ms)": bridge * 1000,
+        "run --rm true, --network none (ms)": none * 1000,
+        "network set-up cost (ms)": (bridge - none) * 1000,
+    }
+
+
+def _server(engine: Engine, mb: int, *publish: str) -> tuple[str, str]:
+    """busybox httpd serving a sparse file of ``mb`` MB (zeros, no disk I/O).
+    busybox nc loses data when its stdin is a pipe, so HTTP carries the bytes."""
+    script = (
+        f"mkdir /w; dd if=/dev/zero of=/w/big bs=1M seek={mb} count=0 2>/dev/null;"
+        " exec httpd -f -p 5001 -h /w"
+    )
+    cid = engine.docker("run", "-d", *publish, "busybox", "sh", "-c", script)
+    cid = cid.stdout.decode().strip()
+    ip = engine.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).stdout.decode()
+    _wait_listening(engine, cid)
+    return cid, ip.strip()
+
+
+def _wait_listening(engine: Engine, cid: str) -> None:
+    pid = engine.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.decode().strip()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # nc listens on :: when the netns has IPv6
+            tables = [Path(f"/proc/{pid}/net/{f}").read_text() for f in ("tcp", "tcp6")]
+            if any(re.search(r":1389 0+:0000 0A", t) for t in tables):  # 5001, LISTEN
+                return
+        time.sleep(0.02)
+    raise RuntimeError("nc did not listen")
+
+
+def container_to_container(engine: Engine, mb: int, runs: int) -> float:
+    rates = []
+    for _ in range(runs):
+        cid, ip = _server(engine, mb)
+        script = (
+            "read a b < /proc/uptime; wget -qO /dev/null http://"
+            + ip
+            + ":5001/big; read c d < /proc/uptime; echo $a $c"
+        )
+        result = engine.docker("run", "--rm", "busybox", "sh", "-c", script)
+        start, end = map(float, result.stdout.split())
+        rates.append(mb / max(end - start, 0.01))
+        engine.docker("rm", "-f", cid, check=False)
+    return statistics.median(rates)
+
+
+def _fetch(host: str, port: int, mb: int) -> float:
+    request = f"GET /big HTTP/1.0\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, port), timeout=30) as conn:
+        t0 = time.perf_counter()
+        conn.sendall(request)
+        got = 0
+        while chunk := conn.recv(CHUNK):
+            got += len(chunk)
+        elapsed = time.perf_counter() - t0
+    if got < mb << 20:
+        raise RuntimeError(f"short read from {host}:{port}: {got} bytes")
+    return mb / elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def host_to_published(engine: Engine, host: str | None, mb: int, runs: int) -> float:
+    rates = []
+    for _ in range(runs):
+        port = _free_port()
+        cid, _ = _server(engine, mb, "-p", f"{port}:5001")
+        gateway = (
+            engine.docker("inspect", "-f", "{{.NetworkSettings.Gateway}}", cid)
+            .stdout.decode()
+            .strip()
+        )
+        rates.append(_fetch(host or gateway, port, mb))
+        engine.docker("rm", "-f", cid, check=False)
+    return statistics.median(rates)
+
+
+def bench_engine(engine: Engine, runs: int, mb: int) -> dict[str, float]:
+    results = setup_cost(engine, runs)
+    tput_runs = 3
+    results["TCP container->container (MB/s)"] = container_to_container(engine, mb, tput_runs)
+    results["TCP host->127.0.0.1:published (MB/s)"] = host_to_published(
+        engine, "127.0.0.1", mb, tput_runs
+    )
+    results["TCP host->gateway:published (MB/s)"] = host_to_published(engine, None, mb, tput_runs)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--mb", type=int, default=500)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/net.py needs root")
+    rows: dict[str, dict[str, float]] = {}
+    for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
+        base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
+        (base / "none.json").write_text("{}")
+        had_docker0 = Path("/sys/class/net/docker0").exists()
+        chains_before = _docker_chains()
+        policy = _forward_policy()
+        engine = None
+        try:
+            engine = starter(base)
+            if engine is None:
+                print(f"({name} is not installed: measuring dockyard alone)")
+                continue
+            import_busybox(engine)
+            rows[name] = bench_engine(engine, args.runs, args.mb)
+        finally:
+            if engine is not None:
+                stop(engine)
+            else:
+                shutil.rmtree(base, ignore_errors=True)
+            if name == "dockerd":
+                remove_dockerd_state(chains_before, had_docker0)
+                with contextlib.suppress(OSError):
+                    subprocess.run(["iptables", "-P", "FORWARD", policy], check=False)
+    metrics = list(rows["dockyard"])
+    print(f"{'metric':40} {'dockyard':>12} {'dockerd':>12} {'ratio':>8}")
+    for metric in metrics:
+        ours = rows["dockyard"].get(metric)
+        theirs = rows.get("dockerd", {}).get(metric)
+        ratio = f"{ours / theirs:8.2f}" if ours is not None and theirs else f"{'':8}"
+        fmt = lambda v: f"{v:12.1f}" if v is not None else f"{'-':>12}"  # noqa: E731
+        print(f"{metric:40} {fmt(ours)} {fmt(theirs)} {ratio}")
+
+
+if __name__ == "__main__":
+    main()
