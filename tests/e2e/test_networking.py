@@ -394,11 +394,6 @@ def test_network_container_shares_the_namespace(daemon, web):
     assert text.endswith("hi")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: --network container:X gets the host's /etc/resolv.conf and its own "
-    "hostname/hosts; Docker gives it X's resolv.conf, hosts and hostname",
-)
 def test_network_container_shares_resolv_conf_hosts_and_hostname(daemon, network, names):
     net, _ = network()
     owner = names("own")

@@ -205,6 +205,9 @@ class ContainerService:
             )
 
         logs_to_file = host_config["LogConfig"]["Type"] == "json-file"
+        mode = host_config.get("NetworkMode") or ""
+        if mode.startswith("container:"):
+            config["Hostname"] = self.get(mode.partition(":")[2]).config.get("Hostname", "")
         cid = _new_id()
         if not config.get("Hostname"):
             config["Hostname"] = cid[:12]
@@ -355,7 +358,21 @@ class ContainerService:
                 future.set_exception(exc)
             else:
                 future.set_result(attachment)
-        await shim.start()
+        try:
+            await shim.start()
+        except BaseException as exc:
+            # The process died between create and start: let the shim wind
+            # down (it deletes the container from the runtime, cgroup
+            # included), then undo the rest as for a failed create.
+            self._running.pop(c.id, None)
+            with contextlib.suppress(Exception):
+                await shim.kill(signals.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(shim.wait(), 10)
+            await self._release_network(c)
+            await asyncio.to_thread(self._cleanup_run_dir, c.id)
+            self._record_start_failure(c, exc)
+            raise
         c.state = State(status=Status.RUNNING, pid=shim.pid, started_at=now_rfc3339())
         c.has_been_started = True
         self._save(c)
@@ -371,6 +388,19 @@ class ContainerService:
         return sandbox
 
     def _write_network_files(self, c: Container, sandbox) -> None:
+        mode = c.host_config.get("NetworkMode") or ""
+        if mode.startswith("container:"):
+            # As Docker: a container joining another's network shares its
+            # hosts, resolv.conf and hostname.
+            other = self.get(mode.partition(":")[2])
+            for mine, theirs in (
+                (c.hosts_path, other.hosts_path),
+                (c.resolv_conf_path, other.resolv_conf_path),
+                (c.hostname_path, other.hostname_path),
+            ):
+                with contextlib.suppress(OSError):
+                    Path(mine).write_bytes(Path(theirs).read_bytes())
+            return
         extra = list(c.host_config.get("ExtraHosts") or [])
         text = files.hosts_content(extra=extra)
         for ip, names_ in sandbox.hosts_entries:
