@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -367,8 +368,14 @@ class ContainerService:
             self._running.pop(c.id, None)
             with contextlib.suppress(Exception):
                 await shim.kill(signals.SIGKILL)
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(shim.wait(), 10)
+            except Exception:
+                # The shim did not wind down: end it and delete the container
+                # from the runtime ourselves (that empties and removes its cgroup).
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(shim.shim_pid, signals.SIGKILL)
+                await asyncio.to_thread(self._force_delete, c)
             await self._release_network(c)
             await asyncio.to_thread(self._cleanup_run_dir, c.id)
             self._record_start_failure(c, exc)
@@ -419,6 +426,23 @@ class ContainerService:
             await self.networks.release(c)
         except Exception as exc:  # cleanup must go on; the error is worth a log line
             log.warning("container %s: releasing its network failed: %s", c.id, exc)
+
+    def _force_delete(self, c: Container) -> None:
+        name = c.host_config.get("Runtime") or self.config.default_runtime
+        root = self.config.runtime_state_root / name
+        binary = self.config.runtime_path(name)
+        if binary is None:
+            from dockyard.runtime.builtin import BuiltinRuntime
+
+            runtime = BuiltinRuntime(root)
+        else:
+            from dockyard.runtime.external import ExternalRuntime
+
+            runtime = ExternalRuntime(binary, root)
+        try:
+            runtime.delete(c.id, force=True)
+        except Exception as exc:
+            log.warning("container %s: runtime delete failed: %s", c.id, exc)
 
     def _record_start_failure(self, c: Container, exc: BaseException) -> None:
         c.state.error = getattr(exc, "message", str(exc))
