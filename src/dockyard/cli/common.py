@@ -114,3 +114,19 @@ def filters_param(filters: Mapping[str, list[str]]) -> str | None:
     import json
 
     return json.dumps({k: dict.fromkeys(v, True) for k, v in filters.items()})
+
+
+PRUNE_FLAGS = [
+    Flag("filter", "", "list", help='Provide filter values (e.g. "until=<timestamp>")'),
+    Flag("force", "f", "bool", help="Do not prompt for confirmation"),
+]
+
+
+def confirm(cli: Cli, warning: str) -> bool:
+    """Docker's prune prompt: the warning, then "[y/N]" read from stdin."""
+    cli.out.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
+    cli.out.flush()
+    import sys
+
+    answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
+    return answer in ("y", "yes")

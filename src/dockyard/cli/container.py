@@ -4,10 +4,17 @@ logs, wait, rename, prune, inspect."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-from dockyard.cli.common import each, filters_param, parse_args, parse_filters, render
+from dockyard.cli.common import (
+    PRUNE_FLAGS,
+    confirm,
+    each,
+    filters_param,
+    parse_args,
+    parse_filters,
+    render,
+)
 from dockyard.cli.flags import Flag
 from dockyard.cli.main import Cli, ExitError
 from dockyard.errdefs import DockyardError, NotFound
@@ -159,20 +166,9 @@ def cmd_rename(cli: Cli, argv: list[str]) -> int:
 def cmd_prune(cli: Cli, argv: list[str]) -> int:
     from dockyard import units
 
-    flags = [
-        Flag("filter", "", "list", help='Provide filter values (e.g. "until=<timestamp>")'),
-        Flag("force", "f", "bool", help="Do not prompt for confirmation"),
-    ]
-    opts = parse_args(cli, argv, flags, "container prune [OPTIONS]", max_args=0)
-    if not opts.force:
-        cli.out.write(
-            "WARNING! This will remove all stopped containers.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        cli.out.flush()
-        answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
-        if answer not in ("y", "yes"):
-            return 0
+    opts = parse_args(cli, argv, PRUNE_FLAGS, "container prune [OPTIONS]", max_args=0)
+    if not opts.force and not confirm(cli, "This will remove all stopped containers."):
+        return 0
     report = (
         cli.client.post("/containers/prune", {"filters": filters_param(parse_filters(opts.filter))})
         or {}

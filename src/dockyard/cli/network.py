@@ -4,9 +4,15 @@ and ``port``."""
 from __future__ import annotations
 
 import json
-import sys
 
-from dockyard.cli.common import filters_param, parse_args, parse_filters, render
+from dockyard.cli.common import (
+    PRUNE_FLAGS,
+    confirm,
+    filters_param,
+    parse_args,
+    parse_filters,
+    render,
+)
 from dockyard.cli.flags import Flag
 from dockyard.cli.formatter import Context, truncate_id
 from dockyard.cli.main import Cli, ExitError
@@ -211,20 +217,10 @@ def cmd_rm(cli: Cli, argv: list[str]) -> int:
 
 
 def cmd_prune(cli: Cli, argv: list[str]) -> int:
-    flags = [
-        Flag("filter", "", "list", help='Provide filter values (e.g. "until=<timestamp>")'),
-        Flag("force", "f", "bool", help="Do not prompt for confirmation"),
-    ]
-    opts = parse_args(cli, argv, flags, "network prune [OPTIONS]", max_args=0)
-    if not opts.force:
-        cli.out.write(
-            "WARNING! This will remove all custom networks not used by at least one container.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        cli.out.flush()
-        answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
-        if answer not in ("y", "yes"):
-            return 0
+    opts = parse_args(cli, argv, PRUNE_FLAGS, "network prune [OPTIONS]", max_args=0)
+    warning = "This will remove all custom networks not used by at least one container."
+    if not opts.force and not confirm(cli, warning):
+        return 0
     params = {"filters": filters_param(parse_filters(opts.filter))}
     report = cli.client.post("/networks/prune", params) or {}
     deleted = report.get("NetworksDeleted") or []
