@@ -455,11 +455,6 @@ def test_gateway_outside_the_subnet_is_refused(daemon):
     assert _network_names(daemon) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an --ip outside the network's subnets is only refused at start; "
-    "Docker (>= 25) refuses it at create, so a 'Created' container is left behind",
-)
 def test_ip_outside_the_subnet_is_refused_at_create(daemon, names, network):
     net, subnet = network()
     name = names("bad")

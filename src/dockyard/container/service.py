@@ -230,6 +230,8 @@ class ContainerService:
             resolv_conf_path=str(cdir / "resolv.conf"),
             networking_config=dict(body.get("NetworkingConfig") or {}),
         )
+        if self.networks is not None:
+            self.networks.check_create(container)
         await asyncio.to_thread(self._create_files, container, chain_id)
         try:
             self._insert(container, explicit=stored_name is not None)

@@ -521,6 +521,23 @@ class NetworkService:
             for key, cfg in (nc.get("EndpointsConfig") or {}).items()
         }
 
+    def check_create(self, container: Any) -> None:
+        """What dockerd refuses at create rather than at start: an unknown
+        network, and a static address outside its network's subnet."""
+        mode = self._mode(container)
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return
+        primary = self.get(mode)
+        for key, cfg in self._endpoint_configs(container).items():
+            n = primary if key in (mode, primary.name, primary.id) else self.get(key)
+            static = str(((cfg or {}).get("IPAMConfig") or {}).get("IPv4Address") or "")
+            if static and n.subnet and n.name != "bridge":
+                addr = ipam.parse_address(static)
+                if addr not in ipaddress.IPv4Network(n.subnet):
+                    raise errdefs.InvalidArgument(
+                        f"no configured subnet or ip-range contain the IP address {addr}"
+                    )
+
     async def sandbox(self, container: Any) -> Sandbox:
         """Create the container's network namespace and endpoints."""
         mode = self._mode(container)
