@@ -33,47 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import Engine, _wait_ready, import_busybox, start_dockyard
+from bench import run
+from bench.run import Engine, import_busybox, start_dockyard
 
 DOCKERD_BIP = "10.251.0.1/24"
 CHUNK = 1 << 20
 
 
 def start_dockerd(base: Path) -> Engine | None:
-    if shutil.which("dockerd") is None:
-        return None
-    sock = base / "docker.sock"
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            "-H",
-            f"unix://{sock}",
-            "--data-root",
-            str(base / "data"),
-            "--exec-root",
-            str(base / "exec"),
-            "--pidfile",
-            str(base / "docker.pid"),
-            "--bip",
-            DOCKERD_BIP,
-            "--iptables=true",
-            "--ip6tables=false",
-            "--containerd-namespace",
-            f"benchnet{os.getpid()}",
-            "--config-file",
-            str(base / "none.json"),
-        ],
-        stdout=open(base / "daemon.log", "wb"),  # noqa: SIM115 - the daemon owns it
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def pids() -> list[int]:
-        return [proc.pid]
-
-    engine = Engine("dockerd", base, f"unix://{sock}", proc, pids)
-    _wait_ready(engine)
-    return engine
+    """bench.run's dockerd, with its bridge and iptables on this time."""
+    return run.start_dockerd(base, ("--bip", DOCKERD_BIP, "--iptables=true"))
 
 
 def stop(engine: Engine) -> None:

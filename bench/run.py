@@ -90,7 +90,9 @@ def start_dockyard(base: Path) -> Engine:
     return engine
 
 
-def start_dockerd(base: Path) -> Engine | None:
+def start_dockerd(
+    base: Path, network_flags: tuple[str, ...] = ("--bridge=none", "--iptables=false")
+) -> Engine | None:
     if shutil.which("dockerd") is None:
         return None
     sock = base / "docker.sock"
@@ -105,8 +107,7 @@ def start_dockerd(base: Path) -> Engine | None:
             str(base / "exec"),
             "--pidfile",
             str(base / "docker.pid"),
-            "--bridge=none",
-            "--iptables=false",
+            *network_flags,
             "--ip6tables=false",
             "--containerd-namespace",
             f"bench{os.getpid()}",
