@@ -558,6 +558,7 @@ class ContainerService:
             return
         await self._release_network(c)
         await asyncio.to_thread(self._cleanup_run_dir, cid)
+        await asyncio.to_thread(self._remove_cgroup, cid)
         if c.state.running:
             c.state.status = transition(c.state.status, Event.EXIT)
         c.state.pid = 0
@@ -746,7 +747,25 @@ class ContainerService:
             except Exception as exc:
                 log.warning("container %s: dropping its endpoints failed: %s", cid, exc)
 
+    def _remove_cgroup(self, cid: str) -> None:
+        """The runtime removes a container's cgroup when it deletes it; this
+        catches the cases where no delete ran (a shim that died), so that the
+        cgroup always goes with the container."""
+        from dockyard.runtime.cgroups import Cgroup
+
+        cgroup = Cgroup(f"/{self.config.cgroup_parent}/{cid}")
+        if not cgroup.exists():
+            return
+        for pid in cgroup.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.SIGKILL)
+        try:
+            cgroup.remove()
+        except errdefs.DockyardError as exc:
+            log.warning("container %s: %s", cid, exc.message)
+
     def _remove_files(self, cid: str) -> None:
+        self._remove_cgroup(cid)
         self._cleanup_run_dir(cid)
         with contextlib.suppress(errdefs.NotFound):
             self.snapshotter.remove(cid)
