@@ -61,6 +61,7 @@ from dockyard.runtime.shim_files import (
     SOCKET_FILE,
     socket_address,
 )
+from dockyard.sys import proc
 from dockyard.sys.prctl import set_child_subreaper
 
 TYPE_CHECKING = False  # typing itself is not worth its memory here
@@ -137,6 +138,7 @@ class Shim:
         self.state_dir = Path(config.state_dir)
         self.runtime = _make_runtime(config)
         self.pid = 0
+        self.pid_start: int | None = None  # the init's start time, against pid reuse
         self.lock = threading.Lock()  # guards clients, stdin_fd
         # Held around every runtime call after create: the reaper takes it before
         # reaping an unknown child, so it never steals the exit status of the
@@ -198,6 +200,8 @@ class Shim:
                     stdio=(stdin_r, out_w, err_w),
                 )
         finally:
+            if self.pid > 1:
+                self.pid_start = proc.start_time(self.pid)
             for fd in container_fds:
                 os.close(fd)
             if console is not None:
@@ -284,8 +288,11 @@ class Shim:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
             except ChildProcessError:
-                # init is not our child (should not happen): poll for it instead
-                if not _alive(self.pid):
+                # init is not our child yet (its parent, e.g. `runc create`, has
+                # just exited and the kernel is reparenting it to us) or at all:
+                # poll for it, a zombie included, by pid and start time so that
+                # a reused pid does not keep us here
+                if self.pid <= 1 or not self._init_exists():
                     return 255
                 time.sleep(0.05)
                 continue
@@ -302,6 +309,10 @@ class Shim:
                     os.waitpid(info.si_pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
+
+    def _init_exists(self) -> bool:
+        fields = proc.stat_fields(self.pid)
+        return fields is not None and (self.pid_start is None or int(fields[19]) == self.pid_start)
 
     def finish(self, exit_code: int, pump: threading.Thread) -> None:
         """Record the exit once all output is in the log, then let the waiters know."""
@@ -514,16 +525,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reap_orphans() -> None:
