@@ -267,14 +267,7 @@ def main() -> None:
                 remove_dockerd_state(chains_before, had_docker0)
                 with contextlib.suppress(OSError):
                     subprocess.run(["iptables", "-P", "FORWARD", policy], check=False)
-    metrics = list(rows["dockyard"])
-    print(f"{'metric':40} {'dockyard':>12} {'dockerd':>12} {'ratio':>8}")
-    for metric in metrics:
-        ours = rows["dockyard"].get(metric)
-        theirs = rows.get("dockerd", {}).get(metric)
-        ratio = f"{ours / theirs:8.2f}" if ours is not None and theirs else f"{'':8}"
-        fmt = lambda v: f"{v:12.1f}" if v is not None else f"{'-':>12}"  # noqa: E731
-        print(f"{metric:40} {fmt(ours)} {fmt(theirs)} {ratio}")
+    run.print_table(rows, decimals=1)
 
 
 if __name__ == "__main__":

@@ -257,14 +257,18 @@ def main() -> None:
             rows[name] = bench_engine(engine, args.runs)
         finally:
             stop(engine)
-    metrics = sorted({m for r in rows.values() for m in r}, key=list(rows["dockyard"]).index)
+    print_table(rows, decimals=3)
+
+
+def print_table(rows: dict[str, dict[str, float]], *, decimals: int) -> None:
+    """Our figures, dockerd's (when measured) and the ratio, one metric a line."""
     print(f"{'metric':40} {'dockyard':>12} {'dockerd':>12} {'ratio':>8}")
-    for metric in metrics:
-        ours = rows["dockyard"].get(metric)
+    for metric in rows["dockyard"]:
+        ours = rows["dockyard"][metric]
         theirs = rows.get("dockerd", {}).get(metric)
-        ratio = f"{ours / theirs:8.2f}" if ours is not None and theirs else f"{'':8}"
-        fmt = lambda v: f"{v:12.3f}" if v is not None else f"{'-':>12}"  # noqa: E731
-        print(f"{metric:40} {fmt(ours)} {fmt(theirs)} {ratio}")
+        ratio = f"{ours / theirs:8.2f}" if theirs else f"{'':8}"
+        shown = f"{theirs:12.{decimals}f}" if theirs is not None else f"{'-':>12}"
+        print(f"{metric:40} {ours:12.{decimals}f} {shown} {ratio}")
 
 
 if __name__ == "__main__":

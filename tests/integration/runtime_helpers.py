@@ -55,3 +55,22 @@ def write_bundle(bundle: Path, options: spec.SpecOptions) -> dict:
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "config.json").write_text(json.dumps(config))
     return config
+
+
+def run_to_exit(runtime, container_id: str, bundle: Path, tmp: Path) -> tuple[int, str]:
+    """Create, start, collect stdout+stderr and the exit status, delete."""
+    r, w = os.pipe()
+    try:
+        pid = runtime.create(container_id, bundle, pid_file=tmp / "pid", stdio=(r, w, w))
+    finally:
+        os.close(w)
+    try:
+        runtime.start(container_id)
+        out = b""
+        while chunk := os.read(r, 65536):
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(r)
+    runtime.delete(container_id)
+    return os.waitstatus_to_exitcode(status), out.decode()

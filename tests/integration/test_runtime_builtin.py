@@ -20,7 +20,7 @@ from dockyard.runtime.builtin import BuiltinRuntime
 from dockyard.sys import prctl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_helpers import busybox_rootfs, write_bundle
+from runtime_helpers import busybox_rootfs, run_to_exit, write_bundle
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -88,21 +88,7 @@ def _reap() -> None:
 def run(env: Env, args: list[str], cid: str = "c1", **kw) -> tuple[int, str]:
     """Create, start, collect output and exit status, delete."""
     bundle = env.bundle(env.options(args, cid, **kw), cid)
-    r, w = os.pipe()
-    try:
-        pid = env.runtime.create(cid, bundle, pid_file=env.tmp / "pid", stdio=(r, w, w))
-    finally:
-        os.close(w)
-    try:
-        env.runtime.start(cid)
-        out = b""
-        while chunk := os.read(r, 65536):
-            out += chunk
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(r)
-    env.runtime.delete(cid)
-    return os.waitstatus_to_exitcode(status), out.decode()
+    return run_to_exit(env.runtime, cid, bundle, env.tmp)
 
 
 def test_runs_as_pid1_with_hostname_and_exit_status(env: Env) -> None:

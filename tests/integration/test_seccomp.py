@@ -18,7 +18,7 @@ from dockyard.runtime.builtin import BuiltinRuntime
 from dockyard.sys import prctl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_helpers import busybox_rootfs
+from runtime_helpers import busybox_rootfs, run_to_exit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -51,21 +51,7 @@ class Env:
         bundle = self.tmp / f"bundle-{cid}"
         bundle.mkdir()
         (bundle / "config.json").write_text(json.dumps(config))
-        r, w = os.pipe()
-        try:
-            pid = self.runtime.create(cid, bundle, pid_file=self.tmp / "pid", stdio=(r, w, w))
-        finally:
-            os.close(w)
-        try:
-            self.runtime.start(cid)
-            out = b""
-            while chunk := os.read(r, 65536):
-                out += chunk
-            _, status = os.waitpid(pid, 0)
-        finally:
-            os.close(r)
-        self.runtime.delete(cid)
-        return os.waitstatus_to_exitcode(status), out.decode()
+        return run_to_exit(self.runtime, cid, bundle, self.tmp)
 
 
 @pytest.fixture

@@ -130,3 +130,24 @@ def confirm(cli: Cli, warning: str) -> bool:
 
     answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
     return answer in ("y", "yes")
+
+
+def dump_objects(cli: Cli, items: list[Any], fmt: str | None) -> None:
+    """``inspect`` output: a JSON array, or each item through ``--format``
+    (exit 64 for a template that does not parse, 1 for one that fails)."""
+    if not fmt:
+        import json
+
+        cli.out.write(json.dumps(items, indent=4, ensure_ascii=False) + "\n")
+        return
+    from dockyard.cli.template import TemplateError, parse
+
+    try:
+        tmpl = parse(fmt.replace("\\t", "\t").replace("\\n", "\n"))
+    except TemplateError as exc:
+        raise ExitError(64, f"template parsing error: {exc.message}")
+    for item in items:
+        try:
+            cli.out.write(tmpl.execute(item) + "\n")
+        except TemplateError as exc:
+            raise ExitError(1, f"template parsing error: {exc.message}")

@@ -3,12 +3,12 @@ logs, wait, rename, prune, inspect."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from dockyard.cli.common import (
     PRUNE_FLAGS,
     confirm,
+    dump_objects,
     each,
     filters_param,
     parse_args,
@@ -279,24 +279,6 @@ def copy_stream(cli: Cli, chunks: Any, *, tty: bool) -> None:
 # --- inspect -------------------------------------------------------------------
 
 
-def _dump(cli: Cli, items: list[Any], fmt: str | None) -> None:
-    if fmt:
-        from dockyard.cli.template import TemplateError, parse
-
-        body = fmt.replace("\\t", "\t").replace("\\n", "\n")
-        try:
-            tmpl = parse(body)
-        except TemplateError as exc:
-            raise ExitError(64, f"template parsing error: {exc.message}")
-        for item in items:
-            try:
-                cli.out.write(tmpl.execute(item) + "\n")
-            except TemplateError as exc:
-                raise ExitError(1, f"template parsing error: {exc.message}")
-        return
-    cli.out.write(json.dumps(items, indent=4, ensure_ascii=False) + "\n")
-
-
 def inspect_objects(cli: Cli, names: list[str], kind: str, fmt: str | None, *,
                     size: bool = False) -> int:  # fmt: skip
     """Inspect each name as ``kind`` ("container", "image" or "" for any)."""
@@ -322,7 +304,7 @@ def inspect_objects(cli: Cli, names: list[str], kind: str, fmt: str | None, *,
             continue
         found.append(obj)
     if found or not fmt:
-        _dump(cli, found, fmt)
+        dump_objects(cli, found, fmt)
     if errors:
         raise ExitError(1, "\n".join(errors))
     return 0

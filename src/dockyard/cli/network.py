@@ -3,11 +3,10 @@ and ``port``."""
 
 from __future__ import annotations
 
-import json
-
 from dockyard.cli.common import (
     PRUNE_FLAGS,
     confirm,
+    dump_objects,
     filters_param,
     parse_args,
     parse_filters,
@@ -176,27 +175,10 @@ def cmd_inspect(cli: Cli, argv: list[str]) -> int:
         except DockyardError as exc:
             errors.append(f"Error response from daemon: {exc.message}")
     if found or not opts.format:
-        _dump(cli, found, opts.format)
+        dump_objects(cli, found, opts.format)
     if errors:
         raise ExitError(1, "\n".join(errors))
     return 0
-
-
-def _dump(cli: Cli, items: list[Any], fmt: str | None) -> None:
-    if not fmt:
-        cli.out.write(json.dumps(items, indent=4, ensure_ascii=False) + "\n")
-        return
-    from dockyard.cli.template import TemplateError, parse
-
-    try:
-        tmpl = parse(fmt.replace("\\t", "\t").replace("\\n", "\n"))
-    except TemplateError as exc:
-        raise ExitError(64, f"template parsing error: {exc.message}")
-    for item in items:
-        try:
-            cli.out.write(tmpl.execute(item) + "\n")
-        except TemplateError as exc:
-            raise ExitError(1, f"template parsing error: {exc.message}")
 
 
 def cmd_rm(cli: Cli, argv: list[str]) -> int:

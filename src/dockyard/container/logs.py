@@ -194,11 +194,16 @@ async def read_logs(
             f.close()
 
 
+def _lines(pending: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of pending + chunk, and the partial rest."""
+    *lines, rest = (pending + chunk).split(b"\n")
+    return lines, rest
+
+
 async def _entries(f: BinaryIO, keep: _Filter) -> AsyncIterator[LogEntry]:
     pending = b""
     while chunk := await asyncio.to_thread(_read, f):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        lines, pending = _lines(pending, chunk)
         for line in lines:
             entry = keep.entry(line)
             if keep.done:
@@ -216,8 +221,7 @@ async def _follow(
         stop = stopped is not None and stopped()
         chunk = await asyncio.to_thread(_read, f)
         if chunk:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
+            lines, pending = _lines(pending, chunk)
             for line in lines:
                 entry = keep.entry(line)
                 if keep.done:

@@ -921,10 +921,6 @@ class ContainerService:
             return _network_settings(c)
         return self.networks.settings(c)
 
-    def exit_status_of(self, ref: str) -> int:
-        return self.get(ref).state.exit_code
-
-    # -- daemon life ---------------------------------------------------------
     async def restore(self) -> None:
         """Reconnect to the shims of containers that were running when the
         daemon stopped; settle those that exited meanwhile."""
@@ -952,9 +948,6 @@ class ContainerService:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-
-    def tracked_pids(self) -> dict[str, int]:
-        return {cid: rt.shim.pid for cid, rt in self._running.items()}
 
 
 def _match_labels(c: Container, wanted: list[str], unwanted: list[str]) -> bool:
