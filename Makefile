@@ -1,7 +1,7 @@
 # The two commands: `make run` and `make test`. Each installs what it needs.
 VENV      := .venv
 PY        := $(VENV)/bin/python
-APT_PKGS  := busybox-static runc iptables tini
+APT_PKGS  := busybox-static runc iptables tini skopeo docker-registry containerd
 PYTEST_ARGS ?=
 
 .PHONY: run test deps system-deps lint format bench clean-test

@@ -159,3 +159,64 @@ def test_retag_leaves_dangling(svc: ImageService, busybox_tar: bytes) -> None:
     assert svc.resolve("x") == second
     records = svc.remove(first, force=False, prune=True, containers_using=_none)
     assert records == [{"Deleted": first}]
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_multi_layer_image_from_parts(svc: ImageService, busybox_tar: bytes) -> None:
+    """Pull/build path: layers stacked with add_layer, then create_image; a
+    whiteout in the upper layer hides a lower file; blobs are kept and found
+    again by digest; a config whose diff_ids lie is refused."""
+    import json
+
+    from dockyard.image import config as imgconfig
+    from dockyard.image.reference import parse_named
+
+    base = svc.add_layer(io.BytesIO(gzip.compress(busybox_tar)), parent_chain=None)
+    assert base.media_type.endswith("tar.gzip") and svc.content.has(base.blob)
+    top_tar = _tar({"etc/.wh.passwd": b"", "hello.txt": b"hi"})
+    top = svc.add_layer(io.BytesIO(top_tar), parent_chain=base.chain_id)
+    assert (
+        top.blob == top.diff_id
+        and top.chain_id == imgconfig.chain_ids([base.diff_id, top.diff_id])[1]
+    )
+    config = imgconfig.encode(imgconfig.new_image_config(diff_ids=[base.diff_id, top.diff_id]))
+    with pytest.raises(errdefs.InvalidArgument):
+        svc.create_image(config, [top, base])
+    digest_ref = parse_named("example.com/a/b@sha256:" + "ab" * 32)
+    image_id = svc.create_image(
+        config, [base, top], reference=parse_named("example.com/a/b:1"), digest_reference=digest_ref
+    )
+    assert svc.config_bytes(image_id) == config
+    assert [layer.diff_id for layer in svc.image_layers(image_id)] == [base.diff_id, top.diff_id]
+    info = svc.inspect("example.com/a/b:1")
+    assert info["RepoDigests"] == ["example.com/a/b@sha256:" + "ab" * 32]
+    assert json.loads(svc.config_bytes(image_id))["rootfs"]["diff_ids"][1] == top.diff_id
+    assert svc.layer_by_blob(top.blob, parent_chain=base.chain_id) == top
+    assert svc.layer_by_blob(top.blob, parent_chain=None) is None
+    # the merged view: passwd whited out, hello.txt added, busybox still there
+    mounts = svc.snapshotter.view("check", top.chain_id)
+    target = svc.snapshotter.root.parent / "mnt"
+    target.mkdir()
+    from dockyard.store.snapshots import mount_all, unmount
+
+    mount_all(mounts, target)
+    try:
+        assert (target / "hello.txt").read_bytes() == b"hi"
+        assert not (target / "etc/passwd").exists()
+        assert (target / "bin/busybox").exists()
+    finally:
+        unmount(target)
+        svc.snapshotter.remove("check")
+    svc.remove(image_id, force=True, prune=True, containers_using=_none)
+    assert not svc.content.has(top.blob) and not svc.snapshotter.exists(top.chain_id)

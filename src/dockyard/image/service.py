@@ -9,9 +9,10 @@ Synchronous and thread-safe (the API calls it in threads). Storage:
   exists; one transaction per change. Snapshots and blobs are created before
   the rows that name them and removed only after those rows are gone.
 
-Imported layers: when the upload is gzip, the uploaded bytes are kept as the
-layer's blob (``layers.blob``); a plain tar is not stored (it can be
-regenerated from the snapshot), so ``blob`` is NULL.
+Every layer keeps its bytes as a blob (``layers.blob``): compressed as
+pulled or uploaded, or the plain tar (``TAR_MEDIA_TYPE``, digest = diff ID)
+from ``docker import``, a build step or a commit; push compresses those on
+the way out. Rows from before that rule may have no blob.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dockyard import errdefs
@@ -34,9 +36,22 @@ from dockyard.store.metadata import Database
 from dockyard.store.snapshots import Snapshotter
 
 GZIP_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+TAR_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 ContainersUsing = Callable[[str], list[tuple[str, bool]]]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One stored layer of an image, as ``add_layer`` leaves it."""
+
+    diff_id: str  # sha256 of the uncompressed tar
+    chain_id: str  # the snapshot key: this layer on top of its parents
+    size: int  # unpacked size of its regular files
+    blob: str  # digest of the stored bytes; "" for an old row without one
+    media_type: str
+    blob_size: int
 
 
 def short_id(image_id: str) -> str:
@@ -111,59 +126,151 @@ class ImageService:
         """Import a rootfs tar (plain or gzip) as a one-layer image; returns its ID."""
         ref = _parse_ref(reference) if reference else None
         container_config = imgconfig.apply_changes({}, changes or [])
-        diff_id, size, blob = self._unpack(stream)
+        layer = self.add_layer(stream, parent_chain=None)
         config = imgconfig.new_image_config(
-            diff_ids=[diff_id], container_config=container_config, comment=message
+            diff_ids=[layer.diff_id], container_config=container_config, comment=message
         )
-        image_id = self.content.put(imgconfig.encode(config))
-        self._configs[image_id] = config
-        with self._lock, self.db.tx() as cur:
-            cur.execute(
-                "INSERT OR IGNORE INTO layers"
-                " (diff_id, chain_id, blob, media_type, blob_size, size)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (diff_id, diff_id, *(blob or (None, None, None)), size),
-            )
-            if blob:
-                cur.execute(
-                    "UPDATE layers SET blob=?, media_type=?, blob_size=? "
-                    "WHERE diff_id=? AND blob IS NULL",
-                    (*blob, diff_id),
-                )
-            self._insert_image(cur, image_id, [diff_id], size, parent="")
-            if ref is not None:
-                self._set_ref(cur, ref, image_id)
-        return image_id
+        return self.create_image(imgconfig.encode(config), [layer], reference=ref)
 
-    def _unpack(self, stream: BinaryIO) -> tuple[str, int, tuple[str, str, int] | None]:
-        """Unpack into a new snapshot committed as the layer's chain ID."""
-        head, stream = peek(stream, 2)
-        writer = self.content.writer() if is_gzip(head) else None
-        source = _Tee(stream, writer) if writer else stream
+    # -- layers and images from parts (pull, load, build, commit) -------------
+
+    def add_layer(
+        self,
+        stream: BinaryIO,
+        *,
+        parent_chain: str | None,
+        expected_blob: str | None = None,
+        media_type: str | None = None,
+    ) -> Layer:
+        """Store a layer: its bytes as given (gzip, zstd or a plain tar) become a
+        blob, verified against ``expected_blob`` when given, and are unpacked on
+        top of the snapshot ``parent_chain`` into a snapshot keyed by the new
+        chain ID (kept once: a chain that exists is reused). The layer row is
+        written here; the image rows that use it come with ``create_image``."""
+        head, stream = peek(stream, 4)
+        if media_type is None:
+            media_type = GZIP_MEDIA_TYPE if is_gzip(head) else TAR_MEDIA_TYPE
+        writer = self.content.writer(expected_blob)
+        source = _Tee(stream, writer)
         key = f"extract-{uuid.uuid4().hex}"
-        self.snapshotter.prepare(key, None)
+        self.snapshotter.prepare(key, parent_chain)
         try:
             diff_id, size = apply_layer(
                 source,  # type: ignore[arg-type]
                 self.snapshotter.upper_dir(key),
                 whiteout=self.snapshotter.whiteout_mode,  # type: ignore[arg-type]
             )
-            blob = None
-            if writer is not None:
-                while source.read(1 << 20):
-                    pass
-                blob = (writer.commit(), GZIP_MEDIA_TYPE, writer.size)
+            while source.read(1 << 20):
+                pass
+            blob = writer.commit()
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            writer.abort()
             self.snapshotter.remove(key)
             raise
+        chain_id = imgconfig.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
         with self._lock:
-            if self.snapshotter.exists(diff_id):
-                self.snapshotter.remove(key)  # shared: this layer is already unpacked
+            if self.snapshotter.exists(chain_id):
+                self.snapshotter.remove(key)  # shared: this chain is already unpacked
             else:
-                self.snapshotter.commit(diff_id, key)
-        return diff_id, size, blob
+                self.snapshotter.commit(chain_id, key)
+            with self.db.tx() as cur:
+                cur.execute(
+                    "INSERT OR IGNORE INTO layers (diff_id, blob, media_type, blob_size, size)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (diff_id, blob, media_type, writer.size, size),
+                )
+                cur.execute(
+                    "UPDATE layers SET blob=?, media_type=?, blob_size=? "
+                    "WHERE diff_id=? AND blob IS NULL",
+                    (blob, media_type, writer.size, diff_id),
+                )
+        return Layer(diff_id, chain_id, size, blob, media_type, writer.size)
+
+    def layer_by_blob(self, blob: str, *, parent_chain: str | None) -> Layer | None:
+        """The stored layer whose blob is ``blob``, when its chain on top of
+        ``parent_chain`` is unpacked (a pull need not fetch it again)."""
+        row = self.db.query_one("SELECT * FROM layers WHERE blob=?", (blob,))
+        if row is None:
+            return None
+        diff_id = row["diff_id"]
+        chain_id = imgconfig.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        if not self.snapshotter.exists(chain_id):
+            return None
+        return Layer(diff_id, chain_id, row["size"], blob, row["media_type"], row["blob_size"])
+
+    def create_image(
+        self,
+        config: bytes,
+        layers: list[Layer],
+        *,
+        reference: reference.Reference | None = None,
+        parent: str = "",
+        digest_reference: reference.Reference | None = None,
+    ) -> str:
+        """Record an image from its config bytes (kept verbatim: the image ID is
+        their digest) and its layers, bottom first, as ``add_layer`` returned
+        them; tags ``reference`` and records ``digest_reference`` (name@digest
+        of the manifest it was pulled by) when given."""
+        try:
+            parsed = json.loads(config)
+            diff_ids = list(parsed["rootfs"]["diff_ids"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errdefs.InvalidArgument(f"invalid image config: {exc}")
+        if diff_ids != [layer.diff_id for layer in layers]:
+            raise errdefs.InvalidArgument(
+                "image config's rootfs.diff_ids do not match the layers' content"
+            )
+        expected = imgconfig.chain_ids(diff_ids)
+        if [layer.chain_id for layer in layers] != expected:
+            raise errdefs.InvalidArgument("layers are not stacked in the config's order")
+        image_id = self.content.put(config)
+        self._configs[image_id] = parsed
+        size = sum(layer.size for layer in layers)
+        with self._lock, self.db.tx() as cur:
+            self._insert_image(cur, image_id, diff_ids, size, parent=parent)
+            if reference is not None:
+                self._set_ref(cur, reference, image_id)
+            if digest_reference is not None:
+                cur.execute(
+                    "INSERT OR REPLACE INTO refs (name, image_id) VALUES (?, ?)",
+                    (digest_reference.string(), image_id),
+                )
+        return image_id
+
+    def image_layers(self, image_id: str) -> list[Layer]:
+        """An image's layers, bottom first, with their blobs."""
+        rows = self.db.query(
+            "SELECT il.diff_id, il.chain_id, l.size, l.blob, l.media_type, l.blob_size"
+            " FROM image_layers il LEFT JOIN layers l ON l.diff_id = il.diff_id"
+            " WHERE il.image_id=? ORDER BY il.position",
+            (image_id,),
+        )
+        return [
+            Layer(
+                r["diff_id"],
+                r["chain_id"],
+                r["size"] or 0,
+                r["blob"] or "",
+                r["media_type"] or "",
+                r["blob_size"] or 0,
+            )
+            for r in rows
+        ]
+
+    def config_bytes(self, image_id: str) -> bytes:
+        """The config exactly as stored (its sha256 is the image ID)."""
+        return self.content.read(image_id)
+
+    def set_reference(self, ref: reference.Reference, image_id: str) -> None:
+        """Point a tag or a ``name@digest`` at an image."""
+        with self._lock, self.db.tx() as cur:
+            if ref.digest is not None and ref.tag is None:
+                cur.execute(
+                    "INSERT OR REPLACE INTO refs (name, image_id) VALUES (?, ?)",
+                    (ref.string(), image_id),
+                )
+            else:
+                self._set_ref(cur, ref, image_id)
 
     def _insert_image(
         self, cur, image_id: str, diff_ids: list[str], size: int, *, parent: str

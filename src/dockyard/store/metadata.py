@@ -76,6 +76,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX endpoints_container ON endpoints(container_id);
     """,
+    # layers are keyed by diff ID only: the same diff can sit on several
+    # parents (its chain IDs live in image_layers); every layer keeps a blob,
+    # found again by its digest when a pull meets it
+    """
+    CREATE TABLE layers_new (
+        diff_id TEXT PRIMARY KEY,       -- sha256 of the uncompressed tar
+        blob TEXT,                      -- digest of the stored bytes (compressed or not)
+        media_type TEXT,
+        blob_size INTEGER,
+        size INTEGER NOT NULL DEFAULT 0 -- unpacked size
+    );
+    INSERT INTO layers_new SELECT diff_id, blob, media_type, blob_size, size FROM layers;
+    DROP TABLE layers;
+    ALTER TABLE layers_new RENAME TO layers;
+    CREATE INDEX layers_blob ON layers(blob);
+    """,
 ]
 
 
