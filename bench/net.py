@@ -2,14 +2,16 @@
 a private bridge and its own iptables rules), in one run, through the same
 docker CLI. Prints a table with the ratios.
 
-    .venv/bin/python bench/net.py [--runs N] [--mb MB]
+    .venv/bin/python bench/net.py [--runs N] [--reps N] [--mb MB]
 
 Measured: the median of `docker run --rm busybox true` on the default bridge
 and with `--network none` (their difference is the network set-up cost),
 TCP throughput between two containers on one bridge (busybox wget from
 busybox httpd), and from the host to a published port (an HTTP GET of the
 same file) through 127.0.0.1 (userland
-proxy) and through the bridge gateway's address (DNAT).
+proxy) and through the bridge gateway's address (DNAT). Both engines run at
+once and the transfers alternate between them, so that what else the
+machine does weighs on both alike; each figure is a median.
 
 dockerd brings up docker0 and its DOCKER* chains; both are removed after the
 run (only if they were not there before).
@@ -174,20 +176,17 @@ def _wait_listening(engine: Engine, cid: str) -> None:
     raise RuntimeError("nc did not listen")
 
 
-def container_to_container(engine: Engine, mb: int, runs: int) -> float:
-    rates = []
-    for _ in range(runs):
-        cid, ip = _server(engine, mb)
-        script = (
-            "read a b < /proc/uptime; wget -qO /dev/null http://"
-            + ip
-            + ":5001/big; read c d < /proc/uptime; echo $a $c"
-        )
-        result = engine.docker("run", "--rm", "busybox", "sh", "-c", script)
-        start, end = map(float, result.stdout.split())
-        rates.append(mb / max(end - start, 0.01))
-        engine.docker("rm", "-f", cid, check=False)
-    return statistics.median(rates)
+def _client_rate(engine: Engine, ip: str, mb: int) -> float:
+    """One transfer container → container, timed inside the client container
+    (its own start-up is not counted)."""
+    script = (
+        "read a b < /proc/uptime; wget -qO /dev/null http://"
+        + ip
+        + ":5001/big; read c d < /proc/uptime; echo $a $c"
+    )
+    result = engine.docker("run", "--rm", "busybox", "sh", "-c", script)
+    start, end = map(float, result.stdout.split())
+    return mb / max(end - start, 0.01)
 
 
 def _fetch(host: str, port: int, mb: int) -> float:
@@ -210,63 +209,86 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def host_to_published(engine: Engine, host: str | None, mb: int, runs: int) -> float:
-    rates = []
-    for _ in range(runs):
+def _gateway(engine: Engine, cid: str) -> str:
+    out = engine.docker("inspect", "-f", "{{.NetworkSettings.Gateway}}", cid)
+    return out.stdout.decode().strip()
+
+
+def throughput(engines: list[Engine], mb: int, reps: int) -> dict[str, dict[str, float]]:
+    """Every path, each engine's servers up at once, transfers interleaved
+    (the order alternates per repetition) so that the machine's drift hits
+    both engines alike; medians of ``reps`` transfers."""
+    servers = {}
+    for engine in engines:
         port = _free_port()
-        cid, _ = _server(engine, mb, "-p", f"{port}:5001")
-        gateway = (
-            engine.docker("inspect", "-f", "{{.NetworkSettings.Gateway}}", cid)
-            .stdout.decode()
-            .strip()
-        )
-        rates.append(_fetch(host or gateway, port, mb))
-        engine.docker("rm", "-f", cid, check=False)
-    return statistics.median(rates)
-
-
-def bench_engine(engine: Engine, runs: int, mb: int) -> dict[str, float]:
-    results = setup_cost(engine, runs)
-    tput_runs = 3
-    results["TCP container->container (MB/s)"] = container_to_container(engine, mb, tput_runs)
-    results["TCP host->127.0.0.1:published (MB/s)"] = host_to_published(
-        engine, "127.0.0.1", mb, tput_runs
-    )
-    results["TCP host->gateway:published (MB/s)"] = host_to_published(engine, None, mb, tput_runs)
-    return results
+        cid, ip = _server(engine, mb, "-p", f"{port}:5001")
+        servers[engine.name] = (cid, ip, port, _gateway(engine, cid))
+    paths = {
+        "TCP container->container (MB/s)": lambda e, ip, port, gw: _client_rate(e, ip, mb),
+        "TCP host->127.0.0.1:published (MB/s)": lambda e, ip, port, gw: _fetch(
+            "127.0.0.1", port, mb
+        ),
+        "TCP host->gateway:published (MB/s)": lambda e, ip, port, gw: _fetch(gw, port, mb),
+    }
+    rates: dict[str, dict[str, list[float]]] = {e.name: {k: [] for k in paths} for e in engines}
+    try:
+        for engine in engines:  # warm-up: the first transfer of each path is slow
+            _, ip, port, gw = servers[engine.name]
+            for measure in paths.values():
+                measure(engine, ip, port, gw)
+        for rep in range(reps):
+            for label, measure in paths.items():
+                order = engines if rep % 2 == 0 else list(reversed(engines))
+                for engine in order:
+                    _, ip, port, gw = servers[engine.name]
+                    rates[engine.name][label].append(measure(engine, ip, port, gw))
+    finally:
+        for engine in engines:
+            engine.docker("rm", "-f", servers[engine.name][0], check=False)
+    for name, by_path in rates.items():
+        for label, values in by_path.items():
+            print(f"{name:9} {label:40} " + " ".join(f"{v:5.0f}" for v in values))
+    return {
+        name: {label: statistics.median(values) for label, values in by_path.items()}
+        for name, by_path in rates.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--mb", type=int, default=500)
+    parser.add_argument("--reps", type=int, default=9, help="transfers per path and engine")
+    parser.add_argument("--mb", type=int, default=2000)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/net.py needs root")
     rows: dict[str, dict[str, float]] = {}
-    for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
-        base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
-        (base / "none.json").write_text("{}")
-        had_docker0 = Path("/sys/class/net/docker0").exists()
-        chains_before = _docker_chains()
-        policy = _forward_policy()
-        engine = None
-        try:
+    engines: list[Engine] = []
+    had_docker0 = Path("/sys/class/net/docker0").exists()
+    chains_before = _docker_chains()
+    policy = _forward_policy()
+    try:
+        for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
+            base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
+            (base / "none.json").write_text("{}")
             engine = starter(base)
             if engine is None:
+                shutil.rmtree(base, ignore_errors=True)
                 print(f"({name} is not installed: measuring dockyard alone)")
                 continue
+            engines.append(engine)
             import_busybox(engine)
-            rows[name] = bench_engine(engine, args.runs, args.mb)
-        finally:
-            if engine is not None:
-                stop(engine)
-            else:
-                shutil.rmtree(base, ignore_errors=True)
-            if name == "dockerd":
-                remove_dockerd_state(chains_before, had_docker0)
-                with contextlib.suppress(OSError):
-                    subprocess.run(["iptables", "-P", "FORWARD", policy], check=False)
+        for engine in engines:
+            rows[engine.name] = setup_cost(engine, args.runs)
+        for name, values in throughput(engines, args.mb, args.reps).items():
+            rows[name].update(values)
+    finally:
+        for engine in engines:
+            stop(engine)
+        if any(e.name == "dockerd" for e in engines):
+            remove_dockerd_state(chains_before, had_docker0)
+            with contextlib.suppress(OSError):
+                subprocess.run(["iptables", "-P", "FORWARD", policy], check=False)
     run.print_table(rows, decimals=1)
 
 

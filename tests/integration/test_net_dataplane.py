@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -398,6 +399,43 @@ def test_proxy_closes_client_when_backend_refuses(
     try:
         asyncio.run(scenario())
     finally:
+        link.detach(veth)
+
+
+def test_proxy_close_cuts_live_connections(net: Net, pins: list[Path], tmp_path: Path) -> None:
+    """A connection open through the proxy (its relay threads blocked in
+    splice) ends when the port is unpublished, and no relay thread stays."""
+    a = _new_ns(tmp_path, pins, "a")
+    veth = _attach(net, a, 2)
+    server = _server(a, "tcp", 80)
+
+    async def scenario() -> None:
+        port = allocate_port("tcp", "127.0.0.1")
+        proxy = Proxy(PortMapping("tcp", "127.0.0.1", port, str(net.host(2).ip), 80, net.bridge))
+        await proxy.start()
+        client = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", port), 5)
+        with client:
+            client.sendall(b"partial")  # no EOF: the server keeps waiting
+            deadline = time.monotonic() + 5
+            while not any(t.name == "proxy-relay" for t in threading.enumerate()):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await proxy.close()
+            client.settimeout(5)
+            try:
+                assert await asyncio.to_thread(client.recv, 10) == b""
+            except ConnectionResetError:
+                pass
+        deadline = time.monotonic() + 5
+        while any(t.name == "proxy-relay" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "relay threads left running"
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.kill()
+        server.wait()
         link.detach(veth)
 
 

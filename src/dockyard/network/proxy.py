@@ -7,21 +7,35 @@ them: it listens on host_ip:host_port, which also reserves the port (a bind
 failure is the "port is already allocated" error), and relays to
 container_ip:container_port. TCP keeps half-close in both directions; UDP
 keeps one connected socket per client address, dropped after a quiet period.
+
+TCP bytes never enter Python: each accepted connection gets two threads
+that move data socket → pipe → socket with splice(2), as docker-proxy's Go
+runtime does. An asyncio relay copying through the event loop reached half
+of docker-proxy's throughput; spliced, the relay costs about what the
+kernel path costs. Accepting stays on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import fcntl
+import os
 import random
 import socket
+import threading
+from collections.abc import Callable
 
 from dockyard import errdefs
 from dockyard.network.firewall import PortMapping
 
 _UDP_IDLE = 90.0  # seconds; Docker's UDPConnTrackTimeout
 _UDP_MAX = 65507
-_CHUNK = 65536
+_CONNECT_TIMEOUT = 10.0
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031
+_SPLICE_F_MOVE = 1
 
 
 class Proxy:
@@ -32,40 +46,41 @@ class Proxy:
             raise errdefs.InvalidArgument(f"invalid proto '{mapping.proto}'")
         self.mapping = mapping
         self.host_ip = mapping.host_ip or "0.0.0.0"
-        self._server: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_front: _UdpFront | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._accept: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        self._relays: set[_TcpRelay] = set()
 
     async def start(self) -> None:
         m = self.mapping
         sock = _bind(m.proto, self.host_ip, m.host_port)
         loop = asyncio.get_running_loop()
         if m.proto == "tcp":
-            self._server = await asyncio.start_server(self._serve_tcp, sock=sock)
+            self._sock = sock
+            self._accept = loop.create_task(self._accept_tcp(sock))
         else:
             front = _UdpFront(m.container_ip, m.container_port)
             transport, _ = await loop.create_datagram_endpoint(lambda: front, sock=sock)
             self._udp, self._udp_front = transport, front
 
     async def close(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        accept, self._accept = self._accept, None
+        if accept is not None:
+            accept.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await accept
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        for relay in list(self._relays):
+            relay.abort()
         if self._udp is not None and self._udp_front is not None:
             # The transport closes its socket a loop iteration later; wait, so
             # that the port is free when close() returns.
             self._udp.close()
             await self._udp_front.closed
             self._udp = self._udp_front = None
-        # Relays first: from 3.12 on, wait_closed also waits for open connections.
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
 
     async def __aenter__(self) -> Proxy:
         await self.start()
@@ -74,36 +89,88 @@ class Proxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._relay_tcp(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _accept_tcp(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError:
+                await asyncio.sleep(0.05)  # EMFILE and the like: back off, keep serving
+                continue
+            relay = _TcpRelay(client, (self.mapping.container_ip, self.mapping.container_port))
+            self._relays.add(relay)
+            relay.start(self._relays.discard)
 
-    async def _relay_tcp(
-        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
-    ) -> None:
-        m = self.mapping
+
+class _TcpRelay:
+    """One proxied TCP connection: two threads, one per direction, splicing."""
+
+    def __init__(self, client: socket.socket, target: tuple[str, int]) -> None:
+        self.client = client
+        self.target = target
+        self.backend: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._open = 2
+
+    def start(self, done: Callable[[_TcpRelay], None]) -> None:
+        self._done = done
+        threading.Thread(target=self._run, name="proxy-relay", daemon=True).start()
+
+    def _run(self) -> None:
+        self.client.setblocking(True)
         try:
-            backend_r, backend_w = await asyncio.open_connection(m.container_ip, m.container_port)
+            self.backend = socket.create_connection(self.target, timeout=_CONNECT_TIMEOUT)
+            self.backend.settimeout(None)
         except OSError:
-            client_w.close()  # as docker-proxy: the client sees the connection closed
+            self._open = 1  # as docker-proxy: the client sees the connection closed
+            self._finish()
             return
+        threading.Thread(
+            target=self._pump, args=(self.backend, self.client), name="proxy-relay", daemon=True
+        ).start()
+        self._pump(self.client, self.backend)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
-            await asyncio.gather(_pipe(client_r, backend_w), _pipe(backend_r, client_w))
+            _splice_all(src.fileno(), dst.fileno())
+            dst.shutdown(socket.SHUT_WR)  # half-close: the other way stays open
+        except OSError:
+            self.abort()
         finally:
-            for w in (client_w, backend_w):
-                w.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._open -= 1
+            last = self._open == 0
+        if last:
+            self.client.close()
+            if self.backend is not None:
+                self.backend.close()
+            self._done(self)
+
+    def abort(self) -> None:
+        """Wake both threads: their splice calls return and they end."""
+        for sock in (self.client, self.backend):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _splice_all(src: int, dst: int) -> None:
+    """Move everything from ``src`` to ``dst`` until EOF, through a pipe."""
+    r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()  # half-close: the peer sees EOF, the other way stays open
-    except OSError:
-        writer.close()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, _F_SETPIPE_SZ, _PIPE_SIZE)
+        while n := os.splice(src, w, _PIPE_SIZE, flags=_SPLICE_F_MOVE):
+            while n:
+                n -= os.splice(r, dst, n, flags=_SPLICE_F_MOVE)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 class _UdpFront(asyncio.DatagramProtocol):
