@@ -331,6 +331,22 @@ def test_connect_and_disconnect_with_ip_and_alias(daemon, names, network):
     assert json.loads(out(daemon.docker("network", "inspect", net)))[0]["Containers"] == {}
 
 
+def test_connecting_a_running_container_starts_its_dns(daemon, names, network):
+    """A container started on the default bridge and then connected to a
+    user network resolves that network's names: the embedded DNS starts in
+    its namespace and its resolv.conf now points there."""
+    net, _ = network()
+    db, box = names("db"), names("box")
+    daemon.docker("run", "-d", "--net", net, "--name", db, "busybox", "sleep", "60")
+    daemon.docker("run", "-d", "--name", box, "busybox", "sleep", "60")
+    daemon.docker("network", "connect", net, box)
+    path = out(daemon.docker("inspect", "-f", "{{.ResolvConfPath}}", box))
+    with open(path) as f:
+        assert "nameserver 127.0.0.11" in f.read()
+    text = inside(daemon, box, "nslookup", db, "127.0.0.11")
+    assert f"Address: {ip_of(daemon, db, net)}" in text, text
+
+
 def test_network_inspect_ls_rm_and_prune(daemon, names, network):
     label = f"t{uid()}"
     net, subnet = network("--label", f"suite={label}")

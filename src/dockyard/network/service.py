@@ -570,10 +570,7 @@ class NetworkService:
         user = any(self._networks[ep.network_id].name != "bridge" for ep in endpoints)
         entries = [(primary.ip, hostname)] if primary is not None and primary.ip else []
         resolv = self._host_resolv(container)
-        if user and self.dns is not None:
-            dns_servers = list((container.host_config or {}).get("Dns") or [])
-            self._upstreams[container.id] = dns_servers
-            await self.dns.add(container.id, str(path), upstreams=dns_servers or None)
+        if user and await self._start_dns(container, path, write=False):
             resolv = self._embedded_resolv(container)
         return Sandbox(
             netns_path=str(path),
@@ -582,6 +579,22 @@ class NetworkService:
             hostname=hostname,
             endpoints=endpoints,
         )
+
+    async def _start_dns(self, container: Any, path: Path, *, write: bool = True) -> bool:
+        """Serve the embedded DNS in the container's namespace (once). A
+        running container that joins its first user network also gets its
+        resolv.conf rewritten in place (the file is bind-mounted: same inode)."""
+        if self.dns is None:
+            return False
+        if container.id in self._upstreams:
+            return True
+        dns_servers = list((container.host_config or {}).get("Dns") or [])
+        self._upstreams[container.id] = dns_servers
+        await self.dns.add(container.id, str(path), upstreams=dns_servers or None)
+        if write and container.resolv_conf_path:
+            text = self._embedded_resolv(container)
+            await asyncio.to_thread(Path(container.resolv_conf_path).write_text, text)
+        return True
 
     async def _joined_sandbox(self, container: Any, ref: str) -> Sandbox:
         if self.resolve_container is None:
@@ -840,6 +853,8 @@ class NetworkService:
                         await self._detach(ep)
                         self._delete_endpoint(ep)
                     raise
+                if n.name != "bridge":
+                    await self._start_dns(c, path)
                 return
             # A stopped container: remember the request; it is honoured at start.
             ep = self._allocate(c, n, endpoint_config or {})
