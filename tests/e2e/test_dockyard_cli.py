@@ -129,3 +129,17 @@ def test_inspect_unknown(daemon):
 
 def test_version_format(daemon):
     assert assert_same(daemon, "version", "--format", "{{.Server.APIVersion}}") == b"1.50\n"
+
+
+def test_system_df_summary_and_verbose(daemon, stopped):
+    """The docker CLI computes its table from our /system/df; ours must agree."""
+    printed = assert_same(daemon, "system", "df").decode()
+    lines = printed.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    images = lines[1].split()
+    assert images[0] == "Images" and int(images[1]) >= 1
+    assert lines[2].split()[:2] == ["Containers", lines[2].split()[1]]
+    assert int(lines[2].split()[1]) >= 2  # the fixture's two containers
+    assert_same(daemon, "system", "df", "--format", "{{.Type}}={{.TotalCount}}")
+    verbose = assert_same(daemon, "system", "df", "-v").decode()
+    assert "Images space usage:" in verbose and "dycli-ran" in verbose

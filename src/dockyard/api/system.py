@@ -1,4 +1,4 @@
-"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``."""
+"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/system/df``, ``/events``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from dockyard import __version__
+from dockyard import __version__, errdefs
 from dockyard.api.app import API_VERSION, MIN_API_VERSION, json_response
 
 routes = web.RouteTableDef()
@@ -172,6 +172,35 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+_DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.Response:
+    """Images (with shared sizes), containers (with sizes), volumes and the
+    build cache; ``type`` (API 1.42+) limits the answer to some of them."""
+    types = request.query.getall("type", []) or list(_DF_TYPES)
+    for kind in types:
+        if kind not in _DF_TYPES:
+            raise errdefs.InvalidArgument(f"unknown object type: {kind}")
+    body: dict = {}
+    if "image" in types:
+        layers_size, images = await asyncio.to_thread(
+            request.app["images"].disk_usage, request.app["containers_using_image"]
+        )
+        body["LayersSize"] = layers_size
+        body["Images"] = images
+    if "container" in types:
+        body["Containers"] = await asyncio.to_thread(
+            request.app["containers"].list, all=True, limit=-1, size=True, filters={}
+        )
+    if "volume" in types:
+        body["Volumes"] = []
+    if "build-cache" in types:
+        body["BuildCache"] = []
+    return json_response(body)
 
 
 @routes.get("/events")

@@ -325,13 +325,13 @@ class ImageContext(Context):
 
     def SharedSize(self) -> str:
         n = self.i.get("SharedSize", -1)
-        return "N/A" if n is None or n == -1 else units.human_size_with_precision(n, 3)
+        return "N/A" if n is None or n == -1 else units.human_size(n)
 
     def UniqueSize(self) -> str:
         shared = self.i.get("SharedSize", -1)
         if shared is None or shared == -1:
             return "N/A"
-        return units.human_size_with_precision((self.i.get("Size") or 0) - shared, 3)
+        return units.human_size((self.i.get("Size") or 0) - shared)
 
 
 def image_rows(images: Iterable[Mapping[str, Any]], *, digests: bool, trunc: bool,

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "version": "system:cmd_version",
     "info": "system:cmd_info",
     "system info": "system:cmd_info",
+    "system df": "system:cmd_df",
     "container create": "run:cmd_create",
     "container run": "run:cmd_run",
     "container start": "run:cmd_start",

@@ -181,3 +181,114 @@ def cmd_info(cli: Cli, argv: list[str]) -> int:
 
 
 _ = FORMAT
+
+
+_DF_FORMAT = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+_DF_HEADERS = {
+    "Type": "TYPE",
+    "TotalCount": "TOTAL",
+    "Active": "ACTIVE",
+    "Size": "SIZE",
+    "Reclaimable": "RECLAIMABLE",
+}
+_DF_IMAGES = (
+    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    "\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}"
+)
+_DF_CONTAINERS = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}"
+    "\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+)
+
+
+def _share(part: int, total: int) -> str:
+    from dockyard.units import human_size
+
+    if total > 0:
+        return f"{human_size(part)} ({part * 100 // total}%)"
+    return human_size(part)
+
+
+def df_summary(usage: dict) -> list[dict[str, str]]:
+    """The four rows of ``docker system df``, computed as the docker CLI does."""
+    from dockyard.units import human_size
+
+    images = usage.get("Images") or []
+    layers = int(usage.get("LayersSize") or 0)
+    used = sum(
+        i["Size"] - i["SharedSize"]
+        for i in images
+        if i.get("Containers") and i.get("Size", -1) != -1 and i.get("SharedSize", -1) != -1
+    )
+    containers = usage.get("Containers") or []
+    c_size = sum(c.get("SizeRw") or 0 for c in containers)
+    c_idle = sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running")
+    volumes = usage.get("Volumes") or []
+    v_size = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes)
+    v_idle = sum(
+        max((v.get("UsageData") or {}).get("Size", 0), 0)
+        for v in volumes
+        if not (v.get("UsageData") or {}).get("RefCount")
+    )
+    cache = usage.get("BuildCache") or []
+    b_size = sum(b.get("Size", 0) for b in cache if not b.get("Shared"))
+    b_idle = sum(b.get("Size", 0) for b in cache if not b.get("InUse") and not b.get("Shared"))
+    return [
+        {
+            "Type": "Images",
+            "TotalCount": str(len(images)),
+            "Active": str(sum(1 for i in images if i.get("Containers"))),
+            "Size": human_size(layers),
+            "Reclaimable": _share(layers - used, layers),
+        },
+        {
+            "Type": "Containers",
+            "TotalCount": str(len(containers)),
+            "Active": str(sum(1 for c in containers if c.get("State") == "running")),
+            "Size": human_size(c_size),
+            "Reclaimable": _share(c_idle, c_size),
+        },
+        {
+            "Type": "Local Volumes",
+            "TotalCount": str(len(volumes)),
+            "Active": str(sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount"))),
+            "Size": human_size(v_size),
+            "Reclaimable": _share(v_idle, v_size),
+        },
+        {
+            "Type": "Build Cache",
+            "TotalCount": str(len(cache)),
+            "Active": str(sum(1 for b in cache if b.get("InUse"))),
+            "Size": human_size(b_size),
+            "Reclaimable": human_size(b_idle),
+        },
+    ]
+
+
+def cmd_df(cli: Cli, argv: list[str]) -> int:
+    from dockyard.cli.formatter import ContainerContext, ImageContext, image_rows
+    from dockyard.units import human_size
+
+    flags = [
+        Flag("format", "", "str", help="Format output using a custom template"),
+        Flag("verbose", "v", "bool", help="Show detailed information on space usage"),
+    ]
+    opts = parse_args(cli, argv, flags, "system df [OPTIONS]", max_args=0)
+    usage = cli.client.get("/system/df")
+    if not opts.verbose:
+        render(cli, opts.format or _DF_FORMAT, df_summary(usage), _DF_HEADERS)
+        return 0
+    w = cli.out.write
+    w("Images space usage:\n\n")
+    images = image_rows(usage.get("Images") or [], digests=False, trunc=True)
+    render(cli, _DF_IMAGES, images, ImageContext.HEADERS)
+    w("\nContainers space usage:\n\n")
+    # as docker: the virtual size is not shown here
+    containers = [ContainerContext({**c, "SizeRootFs": 0}) for c in usage.get("Containers") or []]
+    render(cli, _DF_CONTAINERS, containers, ContainerContext.HEADERS)
+    w("\nLocal Volumes space usage:\n\n")
+    w("VOLUME NAME   LINKS     SIZE\n")
+    cache = usage.get("BuildCache") or []
+    w(f"\nBuild cache usage: {human_size(sum(b.get('Size', 0) for b in cache))}\n\n")
+    w("CACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED\n")
+    return 0

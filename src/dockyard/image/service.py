@@ -461,6 +461,29 @@ class ImageService:
         out.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
         return out
 
+    def disk_usage(self, containers_using: ContainersUsing) -> tuple[int, list[dict[str, Any]]]:
+        """``/system/df``'s images part: the size of all layers once, and
+        every image with ``SharedSize`` (its layers other images use too) and
+        ``Containers`` (how many containers use it)."""
+        rows = self.db.query(
+            "SELECT il.image_id, il.chain_id, COALESCE(l.size, 0) AS size FROM image_layers il"
+            " LEFT JOIN layers l ON l.diff_id = il.diff_id"
+        )
+        users: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for r in rows:
+            users[r["chain_id"]] = users.get(r["chain_id"], 0) + 1
+            sizes[r["chain_id"]] = r["size"]
+        shared: dict[str, int] = {}
+        for r in rows:
+            if users[r["chain_id"]] > 1:
+                shared[r["image_id"]] = shared.get(r["image_id"], 0) + r["size"]
+        images = self.list(all=True)
+        for item in images:
+            item["SharedSize"] = shared.get(item["Id"], 0)
+            item["Containers"] = len(containers_using(item["Id"]))
+        return sum(sizes.values()), images
+
     def _time_bound(self, values: list[str] | None) -> float | None:
         if not values:
             return None
