@@ -1,6 +1,6 @@
 """The images endpoints of the Engine API: list, inspect, history, tag,
-remove, and ``POST /images/create`` (import from the request body; pulling
-answers as dockerd does when the registry refuses the repository).
+remove, and ``POST /images/create`` (import from the request body, or a
+pull: ``fromImage`` is handed to ``api/distribution.py``).
 
 Image names hold slashes and colons, so the name routes use ``{name:.*}``;
 aiohttp matches in registration order, so the fixed paths come first.
@@ -81,7 +81,9 @@ async def list_images(request: web.Request) -> web.Response:
 @routes.post("/images/create")
 async def create_image(request: web.Request) -> web.StreamResponse:
     if request.query.get("fromImage"):
-        return _pull_refused(request)
+        from dockyard.api.distribution import pull
+
+        return await pull(request)
     source = request.query.get("fromSrc", "")
     if source != "-":
         if not source:
@@ -109,17 +111,6 @@ def _import_reference(repo: str, tag: str) -> reference.Reference | None:
     if named.digest is not None:
         raise errdefs.InvalidArgument("cannot import digest reference")
     return reference.parse_repo_tag(repo, tag or None)
-
-
-def _pull_refused(request: web.Request) -> web.Response:
-    """No registry client yet: answer as dockerd does for a repository the
-    registry refuses, so ``docker run unknown`` ends the way it does there."""
-    image = request.query["fromImage"]
-    ref = reference.parse_named(image)
-    raise errdefs.NotFound(
-        f"pull access denied for {ref.familiar_name()}, repository does not exist or may "
-        "require 'docker login': denied: requested access to the resource is denied"
-    )
 
 
 @routes.get("/images/{name:.*}/json")

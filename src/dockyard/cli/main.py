@@ -75,6 +75,13 @@ COMMANDS.update({f"network {c}": f"network:cmd_{c}" for c in (
     "create", "ls", "inspect", "rm", "prune", "connect", "disconnect")})  # fmt: skip
 COMMANDS.update({"port": "network:cmd_port", "container port": "network:cmd_port"})
 ALIASES.update({"network list": "network ls", "network remove": "network rm"})
+# pull, push, login, logout (cli/distribution.py)
+COMMANDS.update({"image pull": "distribution:cmd_pull", "image push": "distribution:cmd_push"})
+COMMANDS.update({"login": "distribution:cmd_login", "logout": "distribution:cmd_logout"})
+ALIASES.update({"pull": "image pull", "push": "image push"})
+# save and load (cli/archive.py)
+COMMANDS.update({"image save": "archive:cmd_save", "image load": "archive:cmd_load"})
+ALIASES.update({"save": "image save", "load": "image load"})
 
 
 class ExitError(Exception):

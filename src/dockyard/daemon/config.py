@@ -33,6 +33,9 @@ class DaemonConfig:
     bip: str | None = None
     registry_mirrors: list[str] = field(default_factory=list)
     insecure_registries: list[str] = field(default_factory=list)
+    # Per-registry TLS (``<host[:port]>/*.crt``, ``client.cert``/``.key``); main.py
+    # puts it next to the daemon.json in use, as dockerd's /etc/docker/certs.d.
+    certs_dir: Path = Path("/etc/dockyard/certs.d")
     tls_verify: bool = False
     tls_cacert: str | None = None
     tls_cert: str | None = None

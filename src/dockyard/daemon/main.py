@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
 
     config = DaemonConfig()
     config.apply_file(Path(args.config_file))
+    config.certs_dir = Path(args.config_file).absolute().parent / "certs.d"
     simple = {
         "hosts": "hosts",
         "log_level": "log_level",
@@ -105,6 +106,8 @@ class Daemon:
         from aiohttp import web
 
         from dockyard.api import containers as containers_api
+        from dockyard.api import distribution as distribution_api
+        from dockyard.api import image_archive as image_archive_api
         from dockyard.api import images as images_api
         from dockyard.api import networks as networks_api
         from dockyard.api import system as system_api
@@ -151,7 +154,14 @@ class Daemon:
                 "networks": self.networks,
                 "daemon_id": _daemon_id(config),
             },
-            [system_api.routes, containers_api.routes, images_api.routes, networks_api.routes],
+            [
+                system_api.routes,
+                containers_api.routes,
+                image_archive_api.routes,
+                images_api.routes,
+                networks_api.routes,
+                distribution_api.routes,
+            ],
         )
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()

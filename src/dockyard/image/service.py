@@ -18,6 +18,7 @@ the way out. Rows from before that rule may have no blob.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 import threading
@@ -150,7 +151,10 @@ class ImageService:
         head, stream = peek(stream, 4)
         if media_type is None:
             media_type = GZIP_MEDIA_TYPE if is_gzip(head) else TAR_MEDIA_TYPE
-        writer = self.content.writer(expected_blob)
+        if expected_blob is not None and self.content.has(expected_blob):
+            writer: Any = _Verifier(expected_blob)  # stored already: check, don't rewrite
+        else:
+            writer = self.content.writer(expected_blob)
         source = _Tee(stream, writer)
         key = f"extract-{uuid.uuid4().hex}"
         self.snapshotter.prepare(key, parent_chain)
@@ -184,19 +188,62 @@ class ImageService:
                     "WHERE diff_id=? AND blob IS NULL",
                     (blob, media_type, writer.size, diff_id),
                 )
+                row = cur.execute(
+                    "SELECT blob, media_type, blob_size FROM layers WHERE diff_id=?", (diff_id,)
+                ).fetchone()
+            if row["blob"] != blob:
+                # The diff was stored before from other bytes (another
+                # compression): keep one blob per diff, drop the new one.
+                self.content.delete(blob)
+                blob, media_type = row["blob"], row["media_type"]
+                return Layer(diff_id, chain_id, size, blob, media_type, row["blob_size"])
         return Layer(diff_id, chain_id, size, blob, media_type, writer.size)
 
     def layer_by_blob(self, blob: str, *, parent_chain: str | None) -> Layer | None:
         """The stored layer whose blob is ``blob``, when its chain on top of
         ``parent_chain`` is unpacked (a pull need not fetch it again)."""
         row = self.db.query_one("SELECT * FROM layers WHERE blob=?", (blob,))
+        return self._stacked(row, parent_chain)
+
+    def layer_by_diff_id(self, diff_id: str, *, parent_chain: str | None) -> Layer | None:
+        """The stored layer ``diff_id`` when its chain on ``parent_chain`` is
+        unpacked, whatever blob it came from (a load need not store it again)."""
+        row = self.db.query_one("SELECT * FROM layers WHERE diff_id=?", (diff_id,))
+        return self._stacked(row, parent_chain)
+
+    def _stacked(self, row, parent_chain: str | None) -> Layer | None:
         if row is None:
             return None
         diff_id = row["diff_id"]
         chain_id = imgconfig.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
         if not self.snapshotter.exists(chain_id):
             return None
-        return Layer(diff_id, chain_id, row["size"], blob, row["media_type"], row["blob_size"])
+        return Layer(
+            diff_id,
+            chain_id,
+            row["size"] or 0,
+            row["blob"] or "",
+            row["media_type"] or "",
+            row["blob_size"] or 0,
+        )
+
+    def references(self, image_id: str) -> list[reference.Reference]:
+        """An image's tags and digest references, sorted."""
+        return self._refs(image_id)
+
+    def has_layer_blob(self, digest: str) -> bool:
+        """Whether a stored layer keeps its bytes in blob ``digest``."""
+        return self.db.query_one("SELECT 1 FROM layers WHERE blob=?", (digest,)) is not None
+
+    def references_by_name(self, ref: reference.Reference) -> list[tuple[reference.Reference, str]]:
+        """Every reference (tags and digests) of repository ``ref``, sorted, with its image."""
+        rows = self.db.query("SELECT name, image_id FROM refs ORDER BY name")
+        out = []
+        for row in rows:
+            other = reference.parse_named(row["name"])
+            if other.name() == ref.name():
+                out.append((other, row["image_id"]))
+        return out
 
     def create_image(
         self,
@@ -702,6 +749,32 @@ class _DeleteConflict(errdefs.Conflict):
         force = "cannot be forced" if hard else "must be forced"
         super().__init__(f"conflict: unable to delete {sid} ({force}) - {message}")
         self.used = used
+
+
+class _Verifier:
+    """A content writer's interface that only checks the digest (for bytes
+    the store already holds)."""
+
+    def __init__(self, expected: str) -> None:
+        self._expected = expected
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self) -> str:
+        digest = "sha256:" + self._hash.hexdigest()
+        if digest != self._expected:
+            raise errdefs.InvalidArgument(
+                f"unexpected commit digest {digest}, expected {self._expected}: failed precondition"
+            )
+        return digest
+
+    def abort(self) -> None:
+        pass
 
 
 class _Tee:
