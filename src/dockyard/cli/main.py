@@ -69,7 +69,7 @@ ALIASES: dict[str, str] = {
     "history": "image history",
 }
 
-GROUPS = ("container", "image", "system", "network")
+GROUPS = ("container", "image", "system", "network", "registry")
 # network commands (cli/network.py)
 COMMANDS.update({f"network {c}": f"network:cmd_{c}" for c in (
     "create", "ls", "inspect", "rm", "prune", "connect", "disconnect")})  # fmt: skip
@@ -79,6 +79,8 @@ ALIASES.update({"network list": "network ls", "network remove": "network rm"})
 COMMANDS.update({"image pull": "distribution:cmd_pull", "image push": "distribution:cmd_push"})
 COMMANDS.update({"login": "distribution:cmd_login", "logout": "distribution:cmd_logout"})
 ALIASES.update({"pull": "image pull", "push": "image push"})
+# the registry server (cli/registry.py)
+COMMANDS.update({"registry serve": "registry:cmd_serve", "registry gc": "registry:cmd_gc"})
 # save and load (cli/archive.py)
 COMMANDS.update({"image save": "archive:cmd_save", "image load": "archive:cmd_load"})
 ALIASES.update({"save": "image save", "load": "image load"})
