@@ -84,6 +84,10 @@ COMMANDS.update({"registry serve": "registry:cmd_serve", "registry gc": "registr
 # save and load (cli/archive.py)
 COMMANDS.update({"image save": "archive:cmd_save", "image load": "archive:cmd_load"})
 ALIASES.update({"save": "image save", "load": "image load"})
+# diff, commit, export, cp, image prune (cli/changes.py)
+COMMANDS.update({f"container {c}": f"changes:cmd_{c}" for c in ("diff", "commit", "export", "cp")})
+COMMANDS.update({"image prune": "changes:cmd_image_prune"})
+ALIASES.update({c: f"container {c}" for c in ("diff", "commit", "export", "cp")})
 
 
 class ExitError(Exception):

@@ -60,7 +60,7 @@ class Endpoint:
 class Response:
     """Status, headers and a body read on demand from the socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, head: bool = False) -> None:
         self.sock = sock
         self._buf = b""
         self._eof = False
@@ -79,7 +79,8 @@ class Response:
         self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         length = self.headers.get("content-length")
         self._remaining = int(length) if length is not None and not self._chunked else None
-        if self.status in (101, 204, 304):
+        if self.status in (101, 204, 304) or head:
+            # a HEAD answer carries the Content-Length of the GET, never a body
             self._remaining = 0 if self.status != 101 else None
 
     # -- low level ------------------------------------------------------
@@ -190,7 +191,7 @@ def request(
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     try:
         sock.sendall(head + (body or b""))
-        return Response(sock)
+        return Response(sock, head=method == "HEAD")
     except OSError as exc:
         sock.close()
         raise Unavailable(f"error during connect: {exc}")

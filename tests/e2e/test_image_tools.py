@@ -1,0 +1,188 @@
+"""The real docker CLI against our daemon: diff, commit, cp, export, image prune."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI missing")
+
+
+def out(result) -> str:
+    return result.stdout.decode().strip()
+
+
+@pytest.fixture
+def c1(daemon):
+    name = f"tools-{os.getpid()}-{os.urandom(3).hex()}"
+    daemon.docker("run", "--name", name, "busybox", "sh", "-c", "echo x > /tmp/f; rm /etc/group")
+    yield name
+    daemon.docker("rm", "-f", name, check=False)
+
+
+def test_diff_lists_dockers_changes(daemon, c1):
+    lines = out(daemon.docker("diff", c1)).splitlines()
+    assert lines == ["C /etc", "D /etc/group", "C /tmp", "A /tmp/f"]
+
+
+def test_commit_with_change_then_run(daemon, c1):
+    tag = f"demo-{c1}:2"
+    result = daemon.docker(
+        "commit", "-c", 'CMD ["cat","/tmp/f"]', "-m", "msg", "-a", "me", c1, tag, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    image_id = out(result)
+    assert image_id.startswith("sha256:")
+    try:
+        assert out(daemon.docker("run", "--rm", tag)) == "x"
+        fmt = "{{.Author}}|{{.Comment}}|{{json .Config.Cmd}}|{{len .RootFS.Layers}}"
+        assert out(daemon.docker("image", "inspect", "-f", fmt, tag)) == 'me|msg|["cat","/tmp/f"]|2'
+        history = out(daemon.docker("history", "--no-trunc", "--format", "{{.Comment}}", tag))
+        assert history.splitlines()[0] == "msg"
+        # the group file stays deleted in the new image
+        result = daemon.docker("run", "--rm", tag, "ls", "/etc/group", check=False)
+        assert result.returncode != 0
+    finally:
+        daemon.docker("rmi", tag, check=False)
+
+
+def test_cp_both_ways(daemon, c1, tmp_path):
+    daemon.docker("cp", f"{c1}:/tmp/f", str(tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "x\n"
+    (tmp_path / "g").write_text("to the container\n")
+    daemon.docker("cp", str(tmp_path / "g"), f"{c1}:/tmp/g")
+    daemon.docker("cp", f"{c1}:/tmp/g", str(tmp_path / "g2"))
+    assert (tmp_path / "g2").read_text() == "to the container\n"
+    # a directory, its contents with "/.", and a tar on stdout
+    (tmp_path / "d/sub").mkdir(parents=True)
+    (tmp_path / "d/sub/h").write_text("h")
+    daemon.docker("cp", str(tmp_path / "d"), f"{c1}:/srv")
+    daemon.docker("cp", f"{c1}:/srv/.", str(tmp_path / "back"))
+    assert (tmp_path / "back/sub/h").read_text() == "h"
+    raw = daemon.docker("cp", f"{c1}:/tmp/f", "-").stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert tar.getnames() == ["f"]
+    missing = daemon.docker("cp", f"{c1}:/nope", str(tmp_path), check=False)
+    assert missing.returncode != 0 and b"Could not find the file /nope" in missing.stderr
+
+
+def test_cp_into_a_symlink_pointing_outside_stays_inside(daemon, tmp_path):
+    outside = tmp_path / "host-dir"
+    outside.mkdir()
+    name = f"cpesc-{os.getpid()}"
+    daemon.docker(
+        "run",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        f"mkdir -p /x {outside} && ln -s {outside} /x/esc && ln -s ../../.. /x/up",
+    )
+    try:
+        (tmp_path / "payload").write_text("pwned")
+        daemon.docker("cp", str(tmp_path / "payload"), f"{name}:/x/esc/payload")
+        daemon.docker("cp", str(tmp_path / "payload"), f"{name}:/x/esc/")
+        daemon.docker("cp", str(tmp_path / "payload"), f"{name}:/x/up/up-payload")
+        assert list(outside.iterdir()) == []
+        assert not (tmp_path.parent.parent / "up-payload").exists()
+        got = daemon.docker("cp", f"{name}:/up-payload", "-")  # ".." stopped at the root
+        assert got.returncode == 0
+        # it went to the same path inside the container's root instead
+        got = daemon.docker("cp", f"{name}:{outside}/payload", "-", check=False)
+        assert got.returncode == 0
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_cp_follow_link(daemon, tmp_path):
+    name = f"cpL-{os.getpid()}"
+    daemon.docker("run", "--name", name, "busybox", "sh", "-c", "echo t > /t; ln -s /t /l")
+    try:
+        daemon.docker("cp", f"{name}:/l", str(tmp_path / "nolink"))
+        assert (tmp_path / "nolink").is_symlink()
+        daemon.docker("cp", "-L", f"{name}:/l", str(tmp_path / "link"))
+        assert (tmp_path / "link").read_text() == "t\n"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_export_is_the_whole_tree(daemon, c1):
+    export = subprocess.run(
+        ["docker", "export", c1],
+        env={**daemon.env, "DOCKER_CONFIG": str(daemon.base / "dcfg")},
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(export)) as tar:
+        names = tar.getnames()
+    assert "bin/busybox" in names and "tmp/f" in names and "etc/passwd" in names
+    assert "etc/group" not in names
+
+
+def test_image_prune_removes_dangling(daemon, c1):
+    first = out(daemon.docker("commit", c1, f"prune-{c1}:1"))
+    daemon.docker("commit", c1, f"prune-{c1}:1")  # the first loses its tag: dangling
+    result = out(daemon.docker("image", "prune", "-f"))
+    assert f"deleted: {first}" in result
+    assert "Total reclaimed space:" in result
+    daemon.docker("rmi", f"prune-{c1}:1")
+
+
+# -- our own CLI: the same commands, the same output ------------------------------------
+
+
+def test_dockyard_cli_diff_commit_export_cp_prune(daemon, c1, tmp_path):
+    assert daemon.cli("diff", c1).stdout == daemon.docker("diff", c1).stdout
+    tag = f"dy-{c1}:1"
+    image_id = out(daemon.cli("commit", "-c", 'CMD ["cat","/tmp/f"]', "-m", "m", c1, tag))
+    assert image_id.startswith("sha256:")
+    assert out(daemon.docker("run", "--rm", tag)) == "x"
+    exported = tmp_path / "c1.tar"
+    daemon.cli("export", "-o", str(exported), c1)
+    with tarfile.open(exported) as tar:
+        assert "tmp/f" in tar.getnames()
+    # cp out: a file, a directory's contents, a tar on stdout; cp in: a file, a dir
+    daemon.cli("cp", f"{c1}:/tmp/f", str(tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "x\n"
+    (tmp_path / "d/sub").mkdir(parents=True)
+    (tmp_path / "d/sub/h").write_text("h")
+    daemon.cli("cp", str(tmp_path / "d"), f"{c1}:/srv")
+    daemon.cli("cp", f"{c1}:/srv/.", str(tmp_path / "back"))
+    assert (tmp_path / "back/sub/h").read_text() == "h"
+    daemon.cli("cp", str(tmp_path / "f"), f"{c1}:/srv/")
+    assert out(daemon.docker("cp", f"{c1}:/srv/f", "-")).startswith("f")
+    raw = daemon.cli("cp", f"{c1}:/tmp/f", "-").stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert tar.getnames() == ["f"]
+    missing = daemon.cli("cp", f"{c1}:/nope", str(tmp_path), check=False)
+    assert missing.returncode == 1
+    assert b"Could not find the file /nope in container" in missing.stderr
+    # prune: retag so the first image is dangling
+    daemon.cli("commit", c1, tag)
+    pruned = out(daemon.cli("image", "prune", "-f"))
+    assert f"deleted: {image_id}" in pruned and "Total reclaimed space:" in pruned
+    daemon.docker("rmi", tag)
+
+
+def test_commit_and_cp_a_running_container(daemon):
+    name = f"running-{os.getpid()}"
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c", "echo r > /r; sleep 60")
+    try:
+        for _ in range(50):
+            if daemon.docker("cp", f"{name}:/r", "-", check=False).returncode == 0:
+                break
+        tag = f"run-{name}:1"
+        result = daemon.docker("commit", name, tag, check=False)  # paused (freezer) meanwhile
+        assert result.returncode == 0, result.stderr
+        state = out(daemon.docker("inspect", "-f", "{{.State.Status}}", name))
+        assert state == "running"
+        assert out(daemon.docker("run", "--rm", tag, "cat", "/r")) == "r"
+        daemon.docker("rmi", tag)
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
