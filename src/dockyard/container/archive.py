@@ -42,11 +42,9 @@ from typing import BinaryIO
 from dockyard import errdefs
 from dockyard.image.changes import TarWriter
 from dockyard.image.layer import clean_name, decompressed
-from dockyard.sys.securejoin import secure_join
+from dockyard.sys.securejoin import RootDir, secure_join
 
 _CHUNK = 1 << 20
-_MAX_LINKS = 40
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Go's os.FileMode type bits, as the X-Docker-Container-Path-Stat header carries them
 MODE_DIR = 1 << 31
@@ -228,58 +226,6 @@ def _add_tree(writer: TarWriter, name: str, source: str, st: os.stat_result) -> 
 # -- extract in ----------------------------------------------------------------
 
 
-class _Root:
-    """The container's root, walked with directory fds: symlinks on the way
-    resolve inside it and nothing is ever opened by a path that could leave it."""
-
-    def __init__(self, root: Path) -> None:
-        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def open_dir(self, parts: list[str], *, create: bool = False) -> int:
-        """A new fd on directory ``parts`` (from the root; missing ones made
-        when ``create``)."""
-        stack = [os.dup(self.fd)]
-        pending = list(reversed(parts))
-        links = 0
-        try:
-            while pending:
-                part = pending.pop()
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                    continue
-                cur = stack[-1]
-                try:
-                    st = os.stat(part, dir_fd=cur, follow_symlinks=False)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(part, 0o755, dir_fd=cur)
-                    st = os.stat(part, dir_fd=cur, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > _MAX_LINKS:
-                        raise errdefs.InvalidArgument(f"{'/'.join(parts)}: too many symlinks")
-                    target = os.readlink(part, dir_fd=cur)
-                    if target.startswith("/"):
-                        while len(stack) > 1:
-                            os.close(stack.pop())
-                    pending.extend(reversed(target.split("/")))
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    raise NotADirectoryError(20, "not a directory", "/".join(parts))
-                stack.append(os.open(part, _DIR_FLAGS, dir_fd=cur))
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
-
-
 @dataclass(frozen=True)
 class ExtractOptions:
     no_overwrite_dir_non_dir: bool = False
@@ -297,7 +243,7 @@ def extract(
     """``PUT /containers/{id}/archive?path=``: unpack a tar (plain or gzip)
     into directory ``path`` of the container."""
     abs_path = _abs_path(path)
-    tree = _Root(root)
+    tree = RootDir(root)
     try:
         try:
             dest = tree.open_dir(abs_path.split("/"))
@@ -315,7 +261,7 @@ def extract(
 
 class _Extractor:
     def __init__(
-        self, tree: _Root, dest: int, dest_parts: list[str], options: ExtractOptions
+        self, tree: RootDir, dest: int, dest_parts: list[str], options: ExtractOptions
     ) -> None:
         self.tree = tree
         self.dest = dest

@@ -25,6 +25,7 @@ included; the size is the sum of the regular files' sizes.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -37,12 +38,11 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from dockyard import errdefs
+from dockyard.sys.securejoin import RootDir
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1 << 20
-_MAX_LINKS = 40
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _Prefixed:
@@ -123,54 +123,20 @@ def clean_name(name: str) -> list[str]:
     return parts
 
 
-class _Tree:
-    """The target directory, walked with directory fds."""
+class _Tree(RootDir):
+    """The target directory; a path the archive cannot walk is its fault."""
 
-    def __init__(self, root: Path) -> None:
-        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def open_dir(self, parts: list[str], *, create: bool) -> int:
-        """A new fd on the directory ``parts``, symlinks resolved inside the root."""
-        stack = [os.dup(self.fd)]
-        pending = list(reversed(parts))
-        links = 0
+    def open_dir(self, parts: list[str], *, create: bool = False) -> int:
         try:
-            while pending:
-                part = pending.pop()
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                    continue
-                cur = stack[-1]
-                try:
-                    st = os.stat(part, dir_fd=cur, follow_symlinks=False)
-                except FileNotFoundError:
-                    if not create:
-                        raise errdefs.InvalidArgument(f"{'/'.join(parts)}: no such directory")
-                    os.mkdir(part, 0o755, dir_fd=cur)
-                    st = os.stat(part, dir_fd=cur, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > _MAX_LINKS:
-                        raise errdefs.InvalidArgument(f"{'/'.join(parts)}: too many symlinks")
-                    target = os.readlink(part, dir_fd=cur)
-                    if target.startswith("/"):
-                        while len(stack) > 1:
-                            os.close(stack.pop())
-                    pending.extend(reversed(target.split("/")))
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    raise errdefs.InvalidArgument(f"{'/'.join(parts)}: not a directory")
-                stack.append(os.open(part, _DIR_FLAGS, dir_fd=cur))
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
+            return super().open_dir(parts, create=create)
+        except FileNotFoundError:
+            raise errdefs.InvalidArgument(f"{'/'.join(parts)}: no such directory")
+        except NotADirectoryError:
+            raise errdefs.InvalidArgument(f"{'/'.join(parts)}: not a directory")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise errdefs.InvalidArgument(f"{'/'.join(parts)}: too many symlinks")
+            raise
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import check_digest, check_name, check_tag
+from dockyard.store.content import fsync_dir
 
 _FLUSH = 1 << 20  # upload bytes are hashed and written in 1 MiB pieces
 
@@ -97,14 +98,6 @@ class Storage(Protocol):
 def _split(digest: str) -> tuple[str, str]:
     alg, _, hexpart = check_digest(digest).partition(":")
     return alg, hexpart
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileUpload:
@@ -314,7 +307,7 @@ class FilesystemStorage:
                 os.utime(target)  # same bytes already stored: keep those
             else:
                 os.rename(path, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
             self.live.touch(digest)
             self._touch_link(self._link(repo, "_layers", digest))
         self._drop_upload(path)

@@ -29,7 +29,8 @@ def check_digest(digest: str) -> str:
     return digest[7:]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -82,7 +83,7 @@ class Writer:
             final = self._store.path(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             self.abort()
             raise
