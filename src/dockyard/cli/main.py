@@ -88,6 +88,9 @@ ALIASES.update({"save": "image save", "load": "image load"})
 COMMANDS.update({f"container {c}": f"changes:cmd_{c}" for c in ("diff", "commit", "export", "cp")})
 COMMANDS.update({"image prune": "changes:cmd_image_prune"})
 ALIASES.update({c: f"container {c}" for c in ("diff", "commit", "export", "cp")})
+# build and the build cache (cli/build.py)
+COMMANDS.update({"image build": "build:cmd_build", "builder prune": "build:cmd_prune"})
+ALIASES.update({"build": "image build", "builder build": "image build"})
 
 
 class ExitError(Exception):

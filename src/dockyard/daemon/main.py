@@ -105,6 +105,7 @@ class Daemon:
     async def start(self) -> None:
         from aiohttp import web
 
+        from dockyard.api import build as build_api
         from dockyard.api import container_archive as container_archive_api
         from dockyard.api import containers as containers_api
         from dockyard.api import distribution as distribution_api
@@ -162,6 +163,7 @@ class Daemon:
                 images_api.routes,
                 networks_api.routes,
                 distribution_api.routes,
+                build_api.routes,
                 container_archive_api.routes,
             ],
         )

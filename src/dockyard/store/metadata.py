@@ -92,6 +92,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE layers_new RENAME TO layers;
     CREATE INDEX layers_blob ON layers(blob);
     """,
+    # the classic builder's cache: the image a step made from its parent
+    # image and its instruction key (builder.cache)
+    """
+    CREATE TABLE build_cache (
+        parent TEXT NOT NULL,           -- the image the step ran on ("" for scratch)
+        key TEXT NOT NULL,              -- the step's instruction, as recorded in history
+        image_id TEXT NOT NULL,         -- the image the step produced
+        created REAL NOT NULL,
+        PRIMARY KEY (parent, key)
+    );
+    CREATE INDEX build_cache_image ON build_cache(image_id);
+    """,
+    # the registry blobs of layers, per repository ("v2 metadata": what a
+    # layer was pulled or pushed as; distribution.v2metadata)
+    """
+    CREATE TABLE layer_digests (
+        diff_id TEXT NOT NULL,
+        digest TEXT NOT NULL,           -- the blob's digest on the registry
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        registry_repo TEXT NOT NULL,    -- normalized: docker.io/library/busybox
+        PRIMARY KEY (diff_id, digest, registry_repo)
+    );
+    """,
 ]
 
 

@@ -1,0 +1,168 @@
+"""The executor on a real image service and snapshotter (no container
+service: only steps that need no container), checking the images, layers
+and history it commits and the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockyard import errdefs
+from dockyard.builder.context import receive
+from dockyard.builder.executor import BuildOptions, build
+from dockyard.image.busybox import build_rootfs_tar
+from dockyard.image.service import ImageService
+from dockyard.store.content import ContentStore
+from dockyard.store.metadata import Database
+from dockyard.store.snapshots import OverlaySnapshotter
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox-static"),
+]
+
+
+@pytest.fixture(scope="module")
+def busybox_tar() -> bytes:
+    buf = io.BytesIO()
+    build_rootfs_tar(buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def env(tmp_path: Path, busybox_tar: bytes):
+    db = Database(tmp_path / "metadata.db")
+    svc = ImageService(
+        db=db,
+        content=ContentStore(tmp_path / "content"),
+        snapshotter=OverlaySnapshotter(tmp_path / "snapshots"),
+    )
+    svc.import_image(io.BytesIO(busybox_tar), reference="busybox", changes=['CMD ["sh"]'])
+    yield svc, db, tmp_path
+    db.close()
+
+
+def _context(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _build(env, body: bytes, **options) -> tuple[str, list[dict]]:
+    svc, db, tmp_path = env
+    messages: list[dict] = []
+
+    async def emit(message: dict) -> None:
+        messages.append(message)
+
+    async def run() -> str:
+        with receive(io.BytesIO(body), tmp_path / "builder") as ctx:
+            return await build(
+                images=svc,
+                containers=None,
+                db=db,
+                context=ctx,
+                options=BuildOptions(**options),
+                emit=emit,
+            )
+
+    return asyncio.run(run()), messages
+
+
+def _stream(messages: list[dict]) -> str:
+    return "".join(m.get("stream", "") for m in messages)
+
+
+def test_layers_history_and_cache(env):
+    svc = env[0]
+    dockerfile = (
+        b"FROM busybox\nWORKDIR /app\nWORKDIR /app\nCOPY --chown=1:2 --chmod=600 f.txt .\n"
+        b"ENV A=1\nCOPY d /deep/\n"
+    )
+    body = _context({"Dockerfile": dockerfile, "f.txt": b"hello", "d/x/y.txt": b"y"})
+    image_id, messages = _build(env, body, tags=("built:1",))
+    assert svc.resolve("built:1") == image_id
+    assert {"aux": {"ID": image_id}} in messages
+    config = svc.config(image_id)
+    entries = [(h.get("created_by"), h.get("empty_layer", False)) for h in config["history"][1:]]
+    assert entries[0] == ("/bin/sh -c #(nop) WORKDIR /app", False)  # the dir was created
+    assert entries[1] == ("/bin/sh -c #(nop) WORKDIR /app", True)  # it existed
+    assert entries[2][0].startswith("/bin/sh -c #(nop) COPY --chown=1:2file:")
+    assert entries[2][0].endswith(" in . ")
+    assert entries[3] == ("/bin/sh -c #(nop)  ENV A=1", True)
+    assert entries[4][0].startswith("/bin/sh -c #(nop) COPY dir:")
+    assert config["config"]["WorkingDir"] == "/app"
+    assert config["config"]["Env"] == [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "A=1",
+    ]
+    layers = svc.image_layers(image_id)
+    assert len(layers) == 4  # busybox, WORKDIR, COPY, COPY
+    copied = svc.snapshotter.upper_dir(layers[2].chain_id) / "app" / "f.txt"
+    st = copied.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1, 2, 0o600)
+    assert copied.read_bytes() == b"hello"
+    deep = svc.snapshotter.upper_dir(layers[3].chain_id) / "deep" / "x" / "y.txt"
+    assert deep.read_bytes() == b"y"
+    # no snapshot is left behind but the layers'
+    keys = svc.snapshotter.keys()
+    assert all(not k.startswith("build-") for k in keys)
+
+    again, messages = _build(env, body, tags=("built:1",))
+    assert again == image_id
+    assert _stream(messages).count(" ---> Using cache") == 5
+    changed = _context({"Dockerfile": dockerfile, "f.txt": b"other", "d/x/y.txt": b"y"})
+    third, messages = _build(env, changed)
+    assert third != image_id
+    assert _stream(messages).count(" ---> Using cache") == 2
+
+
+def test_copy_through_outward_symlink_stays_in_context(env):
+    body = _context({"Dockerfile": b"FROM busybox\nCOPY link/passwd /x\n"}, {"link": "/etc"})
+    with pytest.raises(errdefs.InvalidArgument, match="file not found in build context"):
+        _build(env, body)
+
+
+def test_add_of_malicious_tar_writes_nothing_outside(env):
+    svc, _, tmp_path = env
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        link = tarfile.TarInfo("esc")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(tmp_path)
+        tar.addfile(link)
+        info = tarfile.TarInfo("esc/pwned")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    body = _context(
+        {"Dockerfile": b"FROM busybox\nADD evil.tar /dst/\n", "evil.tar": evil.getvalue()}
+    )
+    image_id, _ = _build(env, body)
+    assert not (tmp_path / "pwned").exists()
+    top = svc.image_layers(image_id)[-1]
+    assert (svc.snapshotter.upper_dir(top.chain_id) / "dst" / "esc").is_symlink()
+
+
+def test_parse_errors_come_before_output(env):
+    body = _context({"Dockerfile": b"FROM busybox\nFORM x\n"})
+    with pytest.raises(errdefs.InvalidArgument, match="line 2: unknown instruction: FORM"):
+        _build(env, body)
+    body = _context({"Dockerfile": b"FROM busybox\n"})
+    with pytest.raises(errdefs.InvalidArgument, match='target stage "x" could not be found'):
+        _build(env, body, target="x")
