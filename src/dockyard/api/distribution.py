@@ -34,6 +34,12 @@ def _options(request: web.Request) -> Any:
     )
 
 
+def _meta(request: web.Request) -> Any:
+    from dockyard.distribution.v2metadata import V2Metadata
+
+    return V2Metadata(request.app["db"])
+
+
 def _auth(request: web.Request) -> Any:
     from dockyard.distribution.auth import decode_registry_auth
 
@@ -94,7 +100,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
     ref, all_tags = _pull_reference(request.query["fromImage"], request.query.get("tag", ""))
     auth = _auth(request)
-    puller = Puller(request.app["images"], _options(request))
+    puller = Puller(request.app["images"], _options(request), _meta(request))
     stream = _Stream(request)
     work = puller.pull(
         ref,
@@ -115,7 +121,7 @@ async def push(request: web.Request) -> web.StreamResponse:
     if tag:
         ref = ref.with_tag(tag)
     auth = _auth(request)
-    pusher = Pusher(request.app["images"], _options(request))
+    pusher = Pusher(request.app["images"], _options(request), _meta(request))
     stream = _Stream(request)
     return await stream.run(pusher.push(ref, emit=stream.emit, auth=auth))
 

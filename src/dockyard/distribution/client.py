@@ -23,6 +23,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -47,6 +48,7 @@ from dockyard.image.reference import DEFAULT_DOMAIN
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 USER_AGENT = "docker/28.0.0 go/go1.23 os/linux arch/amd64 (dockyard)"
 _CHUNK = 1 << 20
+NO_BASIC_AUTH = "no basic auth credentials"
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,8 @@ def connection_error(method: str, url: str, exc: BaseException) -> errdefs.Docky
     dns_error = getattr(aiohttp, "ClientConnectorDNSError", ())
     if isinstance(exc, dns_error):
         reason = f"dial tcp: lookup {host.rsplit(':', 1)[0]}: no such host"
-    elif isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        reason = f"tls: {getattr(os_error, 'reason', None) or os_error}"
+    elif (tls := tls_reason(exc)) is not None:
+        reason = tls
     elif code is not None and code in errno.errorcode:
         reason = f"dial tcp {host}: connect: {os.strerror(code).lower()}"
     elif isinstance(exc, TimeoutError):
@@ -157,6 +159,54 @@ def connection_error(method: str, url: str, exc: BaseException) -> errdefs.Docky
     else:
         reason = str(exc) or type(exc).__name__
     return errdefs.System(f'{verb} "{url}": {reason}')
+
+
+# OpenSSL verify codes -> Go's x509 texts
+_X509 = {
+    10: "x509: certificate has expired or is not yet valid",
+    18: "x509: certificate signed by unknown authority",
+    19: "x509: certificate signed by unknown authority",
+    20: "x509: certificate signed by unknown authority",
+    21: "x509: certificate signed by unknown authority",
+    62: "x509: certificate is not valid for the requested name",
+}
+# OpenSSL reasons -> Go's crypto/tls texts
+_TLS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "remote error: tls: certificate required",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "remote error: tls: bad certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "remote error: tls: unknown certificate authority",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "remote error: tls: handshake failure",
+    "WRONG_VERSION_NUMBER": "http: server gave HTTP response to HTTPS client",
+}
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """Go's words for a TLS failure anywhere in ``exc``'s chain, else None."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or any(err is e for e in seen):
+            continue
+        seen.append(err)
+        inner = getattr(err, "certificate_error", None) or getattr(err, "os_error", None)
+        if inner is not None and inner is not err:  # aiohttp's wrappers
+            todo.append(inner)
+            continue
+        code = getattr(err, "verify_code", None)
+        if isinstance(err, ssl.SSLCertVerificationError) and code is not None:
+            text = _X509.get(code, f"x509: {getattr(err, 'verify_message', err)}")
+            return f"tls: failed to verify certificate: {text}"
+        found = re.search(r"\[SSL: ([A-Z0-9_]+)\]", str(err))
+        if isinstance(err, ssl.SSLError) or found:
+            name = str(getattr(err, "reason", None) or (found.group(1) if found else ""))
+            if name == "CERTIFICATE_VERIFY_FAILED":
+                unknown = re.search(r"issuer|self.signed", str(err))
+                text = _X509[20] if unknown else "x509: certificate is not valid"
+                return f"tls: failed to verify certificate: {text}"
+            return _TLS.get(name, f"tls: {name.lower().replace('_', ' ') or err}")
+        todo += [err.__cause__, err.__context__]
+    return None
 
 
 def registry_error(status: int, body: bytes, *, fallback: str = "") -> errdefs.DockyardError:
@@ -212,6 +262,7 @@ class Registry:
         self._session: aiohttp.ClientSession | None = None
         self._challenges: list[Challenge] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
+        self.refresh_token = ""  # from a token server asked for offline access
 
     async def __aenter__(self) -> Registry:
         """Open and ping: the endpoint (HTTPS or HTTP) is settled before any
@@ -302,7 +353,10 @@ class Registry:
             return basic_header(self.auth)
         return None
 
-    async def token(self, scopes: list[str]) -> str:
+    async def token(self, scopes: list[str], *, offline: bool = False) -> str:
+        """A bearer token for ``scopes``. ``offline`` (login) asks the token
+        server for a refresh token too (``offline_token=true``), kept in
+        ``refresh_token``: the identity token ``/auth`` hands back."""
         if self.auth.registrytoken:
             return self.auth.registrytoken
         key = " ".join(scopes)
@@ -333,6 +387,8 @@ class Registry:
                 if self.auth.username:
                     headers["Authorization"] = basic_header(self.auth)
                     params.append(("account", self.auth.username))
+                    if offline:
+                        params += [("offline_token", "true"), ("client_id", "docker")]
                 url = realm + ("&" if "?" in realm else "?") + urlencode(params)
                 ctx = self.session.get(url, headers=headers)
             async with ctx as resp:
@@ -353,6 +409,8 @@ class Registry:
             token = None
         if not token:
             raise errdefs.Unauthorized(f"token server {realm} returned no token")
+        if isinstance(data.get("refresh_token"), str):
+            self.refresh_token = data["refresh_token"]
         expires = int(data.get("expires_in") or 60)
         self._tokens[key] = (token, time.monotonic() + max(expires - 5, 1))
         return token
@@ -366,14 +424,22 @@ class Registry:
         headers: dict[str, str] | None = None,
         data: Any = None,
         retry_auth: bool = True,
+        shown_method: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Send with auth; a 401 drops the cached token and retries once (only
         for bodies that can be sent again: None or bytes). The caller must
-        release the response."""
+        release the response. ``shown_method`` names the request in errors
+        where dockerd's request would differ (it HEADs a tag's manifest first)."""
         hdrs = dict(headers or {})
         auth = await self.authorization(scopes)
         if auth:
             hdrs["Authorization"] = auth
+        elif self.challenge("basic") is not None and self.challenge("bearer") is None:
+            # Go's basic auth handler refuses before sending anything. A
+            # transport error, so not a 401: on a 401 from the daemon the
+            # docker CLI would prompt for a login.
+            verb = (shown_method or method).capitalize()
+            raise errdefs.System(f'{verb} "{url}": {NO_BASIC_AUTH}')
         try:
             resp = await self.session.request(method, url, headers=hdrs, data=data)
         except aiohttp.ClientError as exc:
@@ -406,6 +472,7 @@ class Registry:
             self.url(f"/v2/{path}/manifests/{ref}"),
             scopes=scopes,
             headers={"Accept": manifests.ACCEPT},
+            shown_method="HEAD" if ":" not in ref else None,
         )
         if resp.status != 200:
             raise await self.error(resp)
@@ -463,6 +530,14 @@ class Registry:
         if not location:
             raise errdefs.System("registry gave no upload location")
         return urljoin(self.url("/"), location)
+
+    async def cancel_upload(self, location: str, *, scopes: list[str]) -> None:
+        """Abandon an upload session (best effort: the registry expires it anyway)."""
+        try:
+            resp = await self.request("DELETE", location, scopes=scopes)
+            resp.release()
+        except errdefs.DockyardError:
+            pass
 
     async def finish_upload(
         self, location: str, digest: str, *, scopes: list[str], body: Any = None

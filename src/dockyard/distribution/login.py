@@ -2,7 +2,10 @@
 
 The server address may be a URL (``https://index.docker.io/v1/``,
 ``http://127.0.0.1:5000``) or a bare host; Docker Hub's legacy index
-address means ``registry-1.docker.io``.
+address means ``registry-1.docker.io``. With a token server, login asks
+for offline access; a refresh token it returns is the ``IdentityToken`` the
+CLI stores instead of the password (later pulls and pushes use the
+``refresh_token`` grant).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ async def login(auth: AuthConfig, options: Options) -> str:
     endpoint = endpoints(domain, options, push=True)[0]
     async with Registry(endpoint, auth, certs_dir=options.certs_dir) as reg:
         if reg.challenge("bearer") is not None:
-            await reg.token([])
-            return ""
+            await reg.token([], offline=True)
+            return reg.refresh_token
         if reg.challenge("basic") is None:
             return ""  # the registry asks for nothing
         url = reg.url("/v2/")

@@ -10,7 +10,8 @@ The order of a pull (moby's ``distribution/pull_v2.go``):
    writer that checks digest and size (a lying registry leaves nothing);
 4. layers are unpacked in order, each on top of the previous chain, as soon
    as its blob is complete (``add_layer`` re-verifies the stored blob);
-5. the image is recorded with its tag and ``name@digest``.
+5. the image is recorded with its tag and ``name@digest``, and each layer's
+   blob digest in v2 metadata (what later pushes HEAD or mount).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 from dockyard import errdefs
 from dockyard.distribution import manifests, progress
 from dockyard.distribution.auth import AuthConfig, repository_scope
-from dockyard.distribution.client import Options, Registry, endpoints
+from dockyard.distribution.client import NO_BASIC_AUTH, Options, Registry, endpoints
+from dockyard.distribution.v2metadata import Entry, V2Metadata
 from dockyard.image import config as imgconfig
 from dockyard.image import reference
 from dockyard.image.reference import Reference
@@ -49,6 +51,8 @@ def short(digest: str) -> str:
 def _translate(err: errdefs.DockyardError, ref: Reference) -> errdefs.DockyardError:
     """moby's ``translatePullError``."""
     text = err.message
+    if text.endswith(NO_BASIC_AUTH):
+        return err  # a transport error, not the registry's answer: as is
     if text.startswith(("unauthorized:", "denied:", "name unknown:")) or isinstance(
         err, errdefs.Unauthorized
     ):
@@ -64,9 +68,10 @@ def _translate(err: errdefs.DockyardError, ref: Reference) -> errdefs.DockyardEr
 class Puller:
     """Pulls into an ``ImageService`` (stateless: one may serve many pulls)."""
 
-    def __init__(self, images: Any, options: Options) -> None:
+    def __init__(self, images: Any, options: Options, meta: V2Metadata | None = None) -> None:
         self.images = images
         self.options = options
+        self.meta = meta
 
     async def pull(
         self,
@@ -162,6 +167,13 @@ class Puller:
             )
         job = _LayerJob(self, reg, ref.path, scopes, emit)
         layers = await job.run(list(man.layers), diff_ids)
+        if self.meta is not None:
+            # what each layer is on this repository: later pushes HEAD or mount it
+            pulled = [
+                Entry(layer.diff_id, desc.digest, desc.media_type, desc.size, ref.name())
+                for layer, desc in zip(layers, man.layers, strict=True)
+            ]
+            await asyncio.to_thread(self.meta.add, pulled)
         by_digest = Reference(ref.domain, ref.path, None, resolved.digest)
         tagged = Reference(ref.domain, ref.path, ref.tag) if ref.digest is None else None
         before = await asyncio.to_thread(self._current, tagged or by_digest)
