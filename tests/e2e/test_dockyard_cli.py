@@ -3,6 +3,7 @@ prints: same stdout, stderr and exit code for the same arguments."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -132,7 +133,12 @@ def test_version_format(daemon):
 
 
 def test_system_df_summary_and_verbose(daemon, stopped):
-    """The docker CLI computes its table from our /system/df; ours must agree."""
+    """The docker CLI computes its table from our /system/df; ours must agree,
+    build cache records included."""
+    dockerfile = b"FROM busybox\nRUN echo df > /df\nLABEL df=1\n"
+    daemon.cli("build", "-q", "-", input=dockerfile)
+    usage = json.loads(daemon.cli("system", "df", "--format", "{{json .}}").stdout.splitlines()[3])
+    assert usage["Type"] == "Build Cache" and int(usage["TotalCount"]) >= 2
     printed = assert_same(daemon, "system", "df").decode()
     lines = printed.splitlines()
     assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]

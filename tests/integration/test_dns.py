@@ -91,12 +91,18 @@ class FakeUpstream(asyncio.DatagramProtocol):
 
     async def start(self) -> FakeUpstream:
         loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=("127.0.0.1", 0)
-        )
-        self.port = self.transport.get_extra_info("sockname")[1]
-        self.server = await asyncio.start_server(self._tcp, "127.0.0.1", self.port)
-        return self
+        for _ in range(20):  # the TCP twin of a free UDP port may be taken
+            self.transport, _ = await loop.create_datagram_endpoint(
+                lambda: self, local_addr=("127.0.0.1", 0)
+            )
+            self.port = self.transport.get_extra_info("sockname")[1]
+            try:
+                self.server = await asyncio.start_server(self._tcp, "127.0.0.1", self.port)
+            except OSError:
+                self.transport.close()
+                continue
+            return self
+        raise RuntimeError("no port free for both UDP and TCP")
 
     async def close(self) -> None:
         assert self.transport and self.server

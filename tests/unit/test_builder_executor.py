@@ -100,14 +100,24 @@ def test_cache_lookup_ignores_removed_images(tmp_path: Path):
     db = Database(tmp_path / "m.db")
     cache = BuildCache(db)
     with db.tx() as cur:
-        cur.execute("INSERT INTO images (id, created, size) VALUES ('sha256:x', 0, 0)")
+        cur.execute("INSERT INTO images (id, created, size) VALUES ('sha256:p', 0, 10)")
+        cur.execute(
+            "INSERT INTO images (id, created, size, parent) VALUES ('sha256:x', 0, 25, 'sha256:p')"
+        )
     cache.store("sha256:p", "key", "sha256:x")
     assert cache.lookup("sha256:p", "key") == "sha256:x"
     assert cache.lookup("sha256:p", "other") is None
-    assert cache.entries() == 1
+    [record] = cache.records(lambda _: [])
+    assert record["Description"] == "key" and record["Size"] == 15
+    assert not record["Shared"] and not record["InUse"] and len(record["ID"]) == 25
     with db.tx() as cur:
+        cur.execute("INSERT INTO refs (name, image_id) VALUES ('docker.io/t:1', 'sha256:x')")
+    assert cache.records(lambda _: [])[0]["Shared"]  # a tag keeps it: pruning frees nothing
+    with db.tx() as cur:
+        cur.execute("DELETE FROM refs")
         cur.execute("DELETE FROM images WHERE id = 'sha256:x'")
     assert cache.lookup("sha256:p", "key") is None
-    assert cache.prune(everything=False) == ["sha256:x"]
-    assert cache.entries() == 0
+    assert cache.records(lambda _: []) == []
+    assert cache.prune(everything=False) == [record["ID"]]
+    assert cache.prune(everything=True) == []
     db.close()

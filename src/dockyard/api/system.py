@@ -199,7 +199,11 @@ async def disk_usage(request: web.Request) -> web.Response:
     if "volume" in types:
         body["Volumes"] = []
     if "build-cache" in types:
-        body["BuildCache"] = []
+        from dockyard.builder.cache import BuildCache
+
+        body["BuildCache"] = await asyncio.to_thread(
+            BuildCache(request.app["db"]).records, request.app["containers_using_image"]
+        )
     return json_response(body)
 
 

@@ -290,5 +290,39 @@ def cmd_df(cli: Cli, argv: list[str]) -> int:
     w("VOLUME NAME   LINKS     SIZE\n")
     cache = usage.get("BuildCache") or []
     w(f"\nBuild cache usage: {human_size(sum(b.get('Size', 0) for b in cache))}\n\n")
-    w("CACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED\n")
+    render(cli, _DF_CACHE, [_cache_row(b) for b in cache], _DF_CACHE_HEADERS)
     return 0
+
+
+_DF_CACHE = (
+    "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}"
+    "\t{{.UsageCount}}\t{{.Shared}}"
+)
+_DF_CACHE_HEADERS = {
+    "ID": "CACHE ID",
+    "CacheType": "CACHE TYPE",
+    "Size": "SIZE",
+    "CreatedSince": "CREATED",
+    "LastUsedSince": "LAST USED",
+    "UsageCount": "USAGE",
+    "Shared": "SHARED",
+}
+
+
+def _cache_row(record: dict) -> dict[str, str]:
+    """A build cache record as the docker CLI's buildCacheContext shows it."""
+    from dockyard.cli.formatter import since, truncate_id
+    from dockyard.image.service import parse_time
+    from dockyard.units import human_size_with_precision
+
+    ident = truncate_id(record.get("ID", ""))
+    last_used = record.get("LastUsedAt")
+    return {
+        "ID": ident + "*" if record.get("InUse") else ident,
+        "CacheType": record.get("Type", ""),
+        "Size": human_size_with_precision(record.get("Size", 0), 3),
+        "CreatedSince": since(parse_time(record.get("CreatedAt", ""))),
+        "LastUsedSince": since(parse_time(last_used)) if last_used else "",
+        "UsageCount": str(record.get("UsageCount", 0)),
+        "Shared": "true" if record.get("Shared") else "false",
+    }
