@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api.app import json_response, query_bool
+from dockyard.api.body import with_body
 from dockyard.api.images import _NL
 
 routes = web.RouteTableDef()
@@ -83,74 +84,6 @@ def options_from_query(request: web.Request):
     )
 
 
-class _PumpedBody:
-    """The request body for the worker thread that unpacks it: the event
-    loop pushes each chunk into a bounded queue as it arrives (``pump``), the
-    thread takes them (``read``). No round trip per chunk, unlike
-    ``_BodyReader``'s hand-over (that cost ~25 ms per 20 MB); at most
-    ``_DEPTH`` chunks (a few MB) wait in memory."""
-
-    _DEPTH = 64
-
-    def __init__(self) -> None:
-        import queue
-
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self._DEPTH)
-        self._buf = b""
-        self._pos = 0
-        self._eof = False
-        self.closed = False
-
-    async def pump(self, request: web.Request) -> None:
-        import queue
-
-        loop = asyncio.get_running_loop()
-        try:
-            async for chunk in request.content.iter_any():
-                if self.closed:
-                    continue  # the reader is gone: drain the body
-                try:
-                    self._queue.put_nowait(chunk)
-                except queue.Full:
-                    await loop.run_in_executor(None, self._queue.put, chunk)
-        finally:
-            await loop.run_in_executor(None, self._queue.put, None)
-
-    def close(self) -> None:
-        """The reader stops: free the queue so a blocked ``pump`` goes on."""
-        import queue
-
-        self.closed = True
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-
-    def _next(self) -> bool:
-        """Make the next chunk current; False at the end of the body."""
-        while self._pos >= len(self._buf):
-            if self._eof:
-                return False
-            chunk = self._queue.get()
-            if chunk is None:
-                self._eof = True
-                return False
-            self._buf, self._pos = chunk, 0
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while self._next():
-                parts.append(self._buf[self._pos :])
-                self._pos = len(self._buf)
-            return b"".join(parts)
-        if not self._next():
-            return b""
-        out = self._buf[self._pos : self._pos + size]
-        self._pos += len(out)
-        return out
-
-
 def _registry_configs(request: web.Request) -> dict:
     """``X-Registry-Config``: base64url JSON of auth configs by registry."""
     import base64
@@ -202,19 +135,10 @@ async def build(request: web.Request) -> web.StreamResponse:
     options = options_from_query(request)
     config = request.app["config"]
     base = config.data_root / "builder"
-    body = _PumpedBody()
-    pump = asyncio.ensure_future(body.pump(request))
-
-    def receive():
-        try:
-            return build_context.receive(body, base, dockerfile=options.dockerfile)  # type: ignore[arg-type]
-        finally:
-            body.close()
-
-    try:
-        ctx = await asyncio.to_thread(receive)
-    finally:
-        await pump
+    ctx = await with_body(
+        request,
+        lambda body: build_context.receive(body, base, dockerfile=options.dockerfile),  # type: ignore[arg-type]
+    )
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     prepared = False
 

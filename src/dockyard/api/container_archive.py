@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dockyard import __version__, errdefs
 from dockyard.api.app import json_response, query_bool, query_filters, read_json
-from dockyard.api.images import _BodyReader
+from dockyard.api.body import BodyReader, with_body
 from dockyard.container import archive
 from dockyard.image import changes as imgchanges
 from dockyard.image import config as imgconfig
@@ -159,13 +159,12 @@ async def archive_put(request: web.Request) -> web.Response:
     options = archive.ExtractOptions(
         no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"), chown=chown
     )
-    body = _BodyReader(request, asyncio.get_running_loop())
 
-    def work() -> None:
+    def work(body: BodyReader) -> None:
         with _root(request, c, writable=True) as root:
             archive.extract(root, path, body, options=options, container=request.match_info["name"])
 
-    await asyncio.to_thread(work)
+    await with_body(request, work)
     return web.Response(status=200)
 
 

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api.app import query_bool
-from dockyard.api.images import _NL, _BodyReader
+from dockyard.api.body import BodyReader, with_body
+from dockyard.api.images import _NL
 from dockyard.image.archive import (
     ArchiveLoad,
     ImageToLoad,
@@ -104,8 +105,7 @@ async def load_images(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     load = await asyncio.to_thread(ArchiveLoad, request.app["config"].data_root / "tmp")
     try:
-        reader = _BodyReader(request, loop)
-        images = await asyncio.to_thread(_spool_and_plan, load, reader)
+        images = await with_body(request, lambda body: _spool_and_plan(load, body))
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
 
@@ -128,7 +128,7 @@ async def load_images(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(load.close)
 
 
-def _spool_and_plan(load: ArchiveLoad, reader: _BodyReader) -> list[ImageToLoad]:
+def _spool_and_plan(load: ArchiveLoad, reader: BodyReader) -> list[ImageToLoad]:
     try:
         load.spool(reader)  # type: ignore[arg-type]
         return load.plan()

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api.app import json_response, query_bool, query_filters, request_version
+from dockyard.api.body import with_body
 from dockyard.image import reference
 
 routes = web.RouteTableDef()
@@ -25,41 +26,6 @@ _NL = b"\r\n"  # dockerd's JSON-stream line ending
 
 def _service(request: web.Request):
     return request.app["images"]
-
-
-class _BodyReader:
-    """A blocking ``read`` over the request body, for a worker thread: each
-    read waits for the event loop to hand over the next chunk, so the body
-    is never buffered whole."""
-
-    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop) -> None:
-        self._content = request.content
-        self._loop = loop
-        self._buf = b""
-        self._eof = False
-
-    def _fill(self) -> None:
-        if self._buf or self._eof:
-            return
-        future = asyncio.run_coroutine_threadsafe(self._content.readany(), self._loop)
-        chunk = future.result()
-        if chunk:
-            self._buf = chunk
-        else:
-            self._eof = True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while True:
-                self._fill()
-                if not self._buf:
-                    return b"".join(parts)
-                parts.append(self._buf)
-                self._buf = b""
-        self._fill()
-        out, self._buf = self._buf[:size], self._buf[size:]
-        return out
 
 
 @routes.get("/images/json")
@@ -92,13 +58,14 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     ref = _import_reference(request.query.get("repo", ""), request.query.get("tag", ""))
     message = request.query.get("message") or f"Imported from {source}"
     changes = request.query.getall("changes", [])
-    reader = _BodyReader(request, asyncio.get_running_loop())
-    image_id = await asyncio.to_thread(
-        _service(request).import_image,
-        reader,  # type: ignore[arg-type]
-        reference=ref.string() if ref else None,
-        changes=changes,
-        message=message,
+    image_id = await with_body(
+        request,
+        lambda body: _service(request).import_image(
+            body,  # type: ignore[arg-type]
+            reference=ref.string() if ref else None,
+            changes=changes,
+            message=message,
+        ),
     )
     body = json.dumps({"status": image_id}).encode() + _NL
     return web.Response(body=body, content_type="application/json")
