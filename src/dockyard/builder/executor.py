@@ -1108,14 +1108,14 @@ def _mkdir_all(root: str, path: str, uid: int, gid: int) -> str:
 
 
 def _is_archive(path: str) -> bool:
-    from dockyard.builder.context import _is_tar_header, _uncompressed
+    from dockyard.builder.context import is_tar_header, uncompressed
 
     try:
         with open(path, "rb") as f:
-            head, _ = _uncompressed(f)
+            head, _ = uncompressed(f)
     except Exception:
         return False
-    return _is_tar_header(head)
+    return is_tar_header(head)
 
 
 def _copy_source(
@@ -1139,9 +1139,9 @@ def _copy_source(
         from dockyard.image.layer import apply_layer
 
         with open(source.path, "rb") as f:
-            from dockyard.builder.context import _uncompressed
+            from dockyard.builder.context import uncompressed
 
-            _, plain = _uncompressed(f)
+            _, plain = uncompressed(f)
             apply_layer(plain, Path(target), whiteout="delete")  # type: ignore[arg-type]
         return
     dest_host = secure_join(root, dest)

@@ -266,7 +266,7 @@ def df_summary(usage: dict) -> list[dict[str, str]]:
 
 
 def cmd_df(cli: Cli, argv: list[str]) -> int:
-    from dockyard.cli.formatter import ContainerContext, ImageContext, image_rows
+    from dockyard.cli.formatter import ContainerContext, ImageContext
     from dockyard.units import human_size
 
     flags = [
@@ -280,7 +280,7 @@ def cmd_df(cli: Cli, argv: list[str]) -> int:
         return 0
     w = cli.out.write
     w("Images space usage:\n\n")
-    images = image_rows(usage.get("Images") or [], digests=False, trunc=True)
+    images = [_df_image_row(i) for i in usage.get("Images") or []]
     render(cli, _DF_IMAGES, images, ImageContext.HEADERS)
     w("\nContainers space usage:\n\n")
     # as docker: the virtual size is not shown here
@@ -289,7 +289,8 @@ def cmd_df(cli: Cli, argv: list[str]) -> int:
     w("\nLocal Volumes space usage:\n\n")
     w("VOLUME NAME   LINKS     SIZE\n")
     cache = usage.get("BuildCache") or []
-    w(f"\nBuild cache usage: {human_size(sum(b.get('Size', 0) for b in cache))}\n\n")
+    unshared = sum(b.get("Size", 0) for b in cache if not b.get("Shared"))
+    w(f"\nBuild cache usage: {human_size(unshared)}\n\n")
     render(cli, _DF_CACHE, [_cache_row(b) for b in cache], _DF_CACHE_HEADERS)
     return 0
 
@@ -307,6 +308,19 @@ _DF_CACHE_HEADERS = {
     "UsageCount": "USAGE",
     "Shared": "SHARED",
 }
+
+
+def _df_image_row(image: dict):
+    """One row per image with its first tag only, as docker's df -v prints."""
+    from dockyard.cli.formatter import ImageContext, familiar_name
+
+    repo = tag = "<none>"
+    tags = image.get("RepoTags") or []
+    if tags and tags[0] != "<none>:<none>":
+        name, _, last = tags[0].rpartition(":")
+        if name and "/" not in last:
+            repo, tag = familiar_name(name), last
+    return ImageContext(image, repo, tag, "", trunc=True)
 
 
 def _cache_row(record: dict) -> dict[str, str]:

@@ -21,6 +21,11 @@ is a full copy of its parent).
 
 The diff ID is the sha256 of the whole uncompressed stream, trailing padding
 included; the size is the sum of the regular files' sizes.
+
+The tar format itself is ``image.tarstream``'s: each regular file goes from
+the stream to its file in one copy. ``unpack`` is the general entry point
+(the build context uses it to record each file's sha256 instead of the
+stream's); ``apply_layer`` is a layer's.
 """
 
 from __future__ import annotations
@@ -32,17 +37,20 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from dockyard import errdefs
+from dockyard.image.tarstream import Member, TarReader
 from dockyard.sys.securejoin import RootDir
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1 << 20
+
+WhiteoutMode = Literal["overlay", "delete"]
 
 
 class _Prefixed:
@@ -61,19 +69,6 @@ class _Prefixed:
             out, self._prefix = self._prefix[:size], self._prefix[size:]
             return out
         return self._stream.read(size)
-
-
-class _Hashing:
-    """Hashes every byte read through it."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.hash = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.hash.update(data)
-        return data
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:
@@ -157,29 +152,60 @@ def _remove(name: str, dir_fd: int) -> None:
 
 
 class _Applier:
-    def __init__(self, tree: _Tree, whiteout: Literal["overlay", "delete"]) -> None:
+    def __init__(
+        self,
+        tree: _Tree,
+        reader: TarReader,
+        whiteout: WhiteoutMode,
+        file_digests: dict[str, tuple[int, str]] | None,
+        root: str,
+    ) -> None:
         self.tree = tree
+        self.reader = reader
         self.whiteout = whiteout
+        self.file_digests = file_digests
+        self.root = root
         self.size = 0
         self.unpacked: set[str] = set()
         self.dir_times: list[tuple[list[str], int]] = []
+        # The last parent directory, kept open only while entries are new
+        # regular files in it: adding a name that did not exist cannot change
+        # what the walk to that parent resolves to (the walk would have created
+        # it), so reusing the fd gives what a fresh walk would. Anything else
+        # (a replacement, a directory, a link, a whiteout) drops it.
+        self._parent: tuple[list[str], int] | None = None
 
-    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def apply(self, member: Member) -> None:
         parts = clean_name(member.name)
         if not parts:
             return  # the root itself: its metadata belongs to the snapshot
         base = parts[-1]
-        parent = self.tree.open_dir(parts[:-1], create=True)
+        dir_parts = parts[:-1]
+        if self._parent is not None and self._parent[0] == dir_parts:
+            parent = self._parent[1]
+        else:
+            self.close()
+            parent = self.tree.open_dir(dir_parts, create=True)
+        self._parent = None
+        keep = False
         try:
             if base == OPAQUE_MARKER:
-                self._opaque(parts[:-1], parent)
+                self._opaque(dir_parts, parent)
             elif base.startswith(WHITEOUT_PREFIX):
                 self._whiteout(base[len(WHITEOUT_PREFIX) :], parent)
             else:
-                self._entry(tar, member, parts, parent)
+                keep = self._entry(member, parts, parent)
                 self.unpacked.add("/".join(parts))
         finally:
-            os.close(parent)
+            if keep:
+                self._parent = (dir_parts, parent)
+            else:
+                os.close(parent)
+
+    def close(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
 
     def _opaque(self, dir_parts: list[str], parent: int) -> None:
         if self.whiteout == "overlay":
@@ -197,23 +223,23 @@ class _Applier:
         if self.whiteout == "overlay":
             os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
 
-    def _entry(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: list[str], parent: int
-    ) -> None:
+    def _entry(self, member: Member, parts: list[str], parent: int) -> bool:
+        """Unpacks one entry; True when it was a new regular file."""
         name = parts[-1]
         existing = _lstat(name, parent)
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove(name, parent)
+        if member.isreg():
+            self._write_file(member, parts, parent)
+            return existing is None
         if member.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 os.mkdir(name, 0o700, dir_fd=parent)
-        elif member.isreg():
-            self._write_file(tar, member, name, parent)
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=parent)
         elif member.islnk():
             self._hardlink(member, name, parent)
-            return  # shares the inode: its metadata is the target's
+            return False  # shares the inode: its metadata is the target's
         elif member.ischr() or member.isblk():
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
             dev = os.makedev(member.devmajor, member.devminor)
@@ -225,19 +251,31 @@ class _Applier:
                 f"{member.name}: unhandled tar entry type {member.type!r}"
             )
         self._metadata(member, parts, name, parent)
+        return False
 
-    def _write_file(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, parent: int
-    ) -> None:
+    def _write_file(self, member: Member, parts: list[str], parent: int) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=parent)
-        with os.fdopen(fd, "wb") as out:
-            source = tar.extractfile(member)
-            if source is not None:
-                shutil.copyfileobj(source, out, _CHUNK)
-        self.size += member.size
+        fd = os.open(parts[-1], flags, 0o600, dir_fd=parent)
+        try:
+            digest = hashlib.sha256() if self.file_digests is not None else None
+            self.size += self.reader.copy_data(fd, digest)
+            # the same steps as _metadata, on the fd we hold (no lookups)
+            os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode & 0o7777)  # after chown, which clears setuid/setgid
+            for key, value in _xattrs(member):
+                try:
+                    os.setxattr(fd, key, value)
+                except OSError:
+                    pass  # best effort: the filesystem may not support this namespace
+            mtime = int(member.mtime * 1_000_000_000)
+            os.utime(fd, ns=(mtime, mtime))
+            if digest is not None and self.file_digests is not None:
+                path = os.path.join(self.root, "/".join(parts))
+                self.file_digests[path] = (os.fstat(fd).st_ino, digest.hexdigest())
+        finally:
+            os.close(fd)
 
-    def _hardlink(self, member: tarfile.TarInfo, name: str, parent: int) -> None:
+    def _hardlink(self, member: Member, name: str, parent: int) -> None:
         target = clean_name(member.linkname)
         if not target:
             raise errdefs.InvalidArgument(f"{member.name}: hard link to the root")
@@ -253,24 +291,16 @@ class _Applier:
         finally:
             os.close(source_dir)
 
-    def _metadata(self, member: tarfile.TarInfo, parts: list[str], name: str, parent: int) -> None:
+    def _metadata(self, member: Member, parts: list[str], name: str, parent: int) -> None:
         os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
         if not member.issym():
             # after chown, which clears the setuid/setgid bits
             os.chmod(name, member.mode & 0o7777, dir_fd=parent)
-        for key, value in member.pax_headers.items():
-            if key.startswith("SCHILY.xattr.") and not key.startswith(
-                "SCHILY.xattr.trusted.overlay."
-            ):
-                try:
-                    os.setxattr(
-                        f"/proc/self/fd/{parent}/{name}",
-                        key[len("SCHILY.xattr.") :],
-                        value.encode("utf-8", "surrogateescape"),
-                        follow_symlinks=False,
-                    )
-                except OSError:
-                    pass  # best effort: the filesystem may not support this namespace
+        for key, value in _xattrs(member):
+            try:
+                os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
+            except OSError:
+                pass  # best effort: the filesystem may not support this namespace
         mtime = int(member.mtime * 1_000_000_000)
         if member.isdir():
             self.dir_times.append((parts, mtime))  # set last: children change it
@@ -278,6 +308,7 @@ class _Applier:
             os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
 
     def finish(self) -> None:
+        self.close()
         for parts, mtime in reversed(self.dir_times):
             parent = self.tree.open_dir(parts[:-1], create=False)
             try:
@@ -286,38 +317,75 @@ class _Applier:
                 os.close(parent)
 
 
-_CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+def _xattrs(member: Member) -> list[tuple[str, bytes]]:
+    """The archive's xattrs but ``trusted.overlay.*``, which would steer overlayfs."""
+    return [(k, v) for k, v in member.xattrs if not k.startswith("trusted.overlay.")]
 
 
-def apply_layer(
-    stream: BinaryIO, target: Path, *, whiteout: Literal["overlay", "delete"]
-) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Unpacked:
+    """What ``unpack`` did: the stream's diff ID (when hashed) and the
+    regular files' total size."""
+
+    diff_id: str | None
+    size: int
+
+
+#: errors of the decompressors under the tar stream: the archive's fault
+_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError)
+_CORRUPT_NAMES = ("ZstdError", "LZMAError")
+
+
+def unpack(
+    stream: BinaryIO,
+    target: Path,
+    *,
+    whiteout: WhiteoutMode,
+    hash_stream: bool = True,
+    file_digests: dict[str, tuple[int, str]] | None = None,
+    what: str = "layer archive",
+) -> Unpacked:
+    """Unpack the (uncompressed) tar ``stream`` into ``target`` with this
+    module's rules. ``hash_stream``: compute the diff ID. ``file_digests``:
+    record each regular file unpacked as host path (``target`` joined with its
+    archive name) → (inode, sha256 hex). A corrupt or truncated archive
+    raises InvalidArgument("invalid <what>: ...") and leaves a partial tree
+    that the caller must remove; the stream is read to its end otherwise."""
+    try:
+        reader = TarReader(stream, hash_stream=hash_stream, what=what)
+        tree = _Tree(target)
+        try:
+            applier = _Applier(tree, reader, whiteout, file_digests, str(target))
+            try:
+                for member in reader:
+                    applier.apply(member)
+                applier.finish()
+            finally:
+                applier.close()
+            diff_id = reader.finish()  # covers the padding after the end-of-archive blocks
+        finally:
+            tree.close()
+    except errdefs.DockyardError:
+        raise
+    except (*_CORRUPT, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+        raise errdefs.InvalidArgument(f"invalid {what}: {str(exc) or 'unexpected EOF'}")
+    except OSError as exc:
+        raise errdefs.System(f"failed to unpack the {what}: {exc}")
+    except Exception as exc:
+        if type(exc).__name__ in _CORRUPT_NAMES:
+            raise errdefs.InvalidArgument(f"invalid {what}: {exc}")
+        raise
+    return Unpacked(diff_id="sha256:" + diff_id if diff_id else None, size=applier.size)
+
+
+def apply_layer(stream: BinaryIO, target: Path, *, whiteout: WhiteoutMode) -> tuple[str, int]:
     """Unpack a layer tar (plain, gzip or zstd) into ``target``; returns
     ``(diff_id, size)``. A corrupt or truncated archive raises InvalidArgument
     and leaves a partial tree that the caller must remove."""
     try:
-        hashing = _Hashing(decompressed(stream))
-        tree = _Tree(target)
-        try:
-            applier = _Applier(tree, whiteout)
-            with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    applier.apply(tar, member)
-            applier.finish()
-            while hashing.read(_CHUNK):
-                pass  # the diff ID covers the padding after the end-of-archive blocks
-        finally:
-            tree.close()
-    except _CORRUPT as exc:
-        raise errdefs.InvalidArgument(f"invalid layer archive: {exc or 'unexpected EOF'}")
-    except errdefs.DockyardError:
-        raise
-    except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-        raise errdefs.InvalidArgument(f"invalid layer archive: {exc}")
+        plain = decompressed(stream)
     except OSError as exc:
-        raise errdefs.System(f"failed to apply layer: {exc}")
-    except Exception as exc:
-        if type(exc).__name__ == "ZstdError":
-            raise errdefs.InvalidArgument(f"invalid layer archive: {exc}")
-        raise
-    return "sha256:" + hashing.hash.hexdigest(), applier.size
+        raise errdefs.System(f"failed to read the layer: {exc}")
+    result = unpack(plain, target, whiteout=whiteout)
+    assert result.diff_id is not None
+    return result.diff_id, result.size
