@@ -20,6 +20,7 @@ import shutil
 import signal as signals
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,14 @@ class ContainerService:
 
     def _lock(self, cid: str) -> asyncio.Lock:
         return self._locks.setdefault(cid, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def hold(self, ref: str) -> AsyncIterator[Container]:
+        """The container, with no start, stop or removal of it until the block
+        ends (``docker cp`` into a stopped container's snapshot, commit)."""
+        c = self.get(ref)
+        async with self._lock(c.id):
+            yield self.get(c.id)
 
     def _waiters_of(self, cid: str) -> _Waiters:
         return self._waiters.setdefault(cid, _Waiters())
