@@ -8,7 +8,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -596,3 +599,116 @@ def test_rm_false_keeps_the_step_container(daemon, tmp_path):
     kept = set(containers(daemon)) - before
     assert len(kept) == 1
     daemon.docker("rm", *kept)
+
+
+def _leftovers(daemon, before: list[str], mounts_before: list[str]) -> list[str]:
+    problems = []
+    if containers(daemon) != before:
+        problems.append(f"containers: {containers(daemon)}")
+    if build_mounts(daemon) != mounts_before:
+        problems.append(f"mounts: {set(build_mounts(daemon)) - set(mounts_before)}")
+    left = list((daemon.data_root / "builder").iterdir())
+    if left:
+        problems.append(f"builder dirs: {left}")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "client, sig",
+    [("docker", signal.SIGINT), ("docker", signal.SIGKILL), ("dockyard", signal.SIGINT)],
+    ids=["docker-sigint", "docker-sigkill", "dockyard-sigint"],
+)
+def test_abandoned_build_stops_at_once(daemon, tmp_path, client, sig):
+    """Ctrl-C on ``docker build`` during a long RUN: the step's container is
+    killed and removed, and the mounts and the context go, within seconds."""
+    before = containers(daemon)
+    mounts_before = build_mounts(daemon)
+    write(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo started && sleep 30\n"})
+    binary = "docker" if client == "docker" else str(Path(sys.executable).parent / "dockyard")
+    log_start = daemon.log.stat().st_size if daemon.log.exists() else 0
+    cli = subprocess.Popen(
+        [binary, "build", "--no-cache", str(tmp_path)],
+        env={**daemon.env, "DOCKER_CONFIG": str(daemon.base / "dcfg")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"started\n" not in seen and time.monotonic() < deadline:
+            line = cli.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert b" ---> Running in " in seen and b"started\n" in seen, seen
+        assert len(containers(daemon)) == len(before) + 1
+        cli.send_signal(sig)
+        cli.wait(timeout=10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        cli.stdout.close()
+    cancelled_at = time.monotonic()
+    problems = _leftovers(daemon, before, mounts_before)
+    while problems and time.monotonic() - cancelled_at < 5:
+        time.sleep(0.1)
+        problems = _leftovers(daemon, before, mounts_before)
+    assert not problems, problems
+    with open(daemon.log, "rb") as log:
+        log.seek(log_start)
+        logged = log.read().decode(errors="replace")
+    assert "Traceback" not in logged, logged
+    # no stray `sleep 30` from the step lives on
+    assert not any(
+        p.read_bytes().startswith(b"sleep\x0030")
+        for p in Path("/proc").glob("[0-9]*/cmdline")
+        if _readable(p)
+    )
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+        return True
+    except OSError:
+        return False
+
+
+def test_from_platform(daemon, tmp_path):
+    ok = "FROM --platform=$BUILDPLATFORM busybox\nFROM --platform=linux/amd64 busybox\n"
+    ok += "FROM --platform=${TARGETPLATFORM} busybox\nRUN true\n"
+    build(daemon, write(tmp_path, {"Dockerfile": ok}), "--no-cache")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write(bad, {"Dockerfile": "FROM --platform=linux/arm64 busybox\nRUN true\n"})
+    result = build(daemon, bad, check=False)
+    assert result.returncode == 1
+    assert (
+        "no matching manifest for linux/arm64 in the manifest list entries"
+        in result.stderr.decode()
+    )
+
+
+@pytest.mark.parametrize(
+    "line, flag",
+    [
+        ("COPY --parents Dockerfile /x", "parents"),
+        ("COPY --exclude=*.md . /x/", "exclude"),
+        ("ADD --checksum=sha256:00 Dockerfile /x", "checksum"),
+        ("ADD --keep-git-dir=true Dockerfile /x", "keep-git-dir"),
+        ("RUN --network=none true", "network"),
+        ("RUN --security=sandbox true", "security"),
+        ("RUN --mount=type=tmpfs,target=/t true", "mount"),
+    ],
+)
+def test_buildkit_only_flags(daemon, tmp_path, line, flag):
+    before = containers(daemon)
+    write(tmp_path, {"Dockerfile": f"FROM busybox\n{line}\n"})
+    result = build(daemon, tmp_path, check=False)
+    assert result.returncode == 1
+    assert (
+        f"the --{flag} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/"
+        " to learn how to build images with BuildKit enabled\n"
+    ) in result.stderr.decode()
+    assert containers(daemon) == before

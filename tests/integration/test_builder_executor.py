@@ -166,3 +166,153 @@ def test_parse_errors_come_before_output(env):
     body = _context({"Dockerfile": b"FROM busybox\n"})
     with pytest.raises(errdefs.InvalidArgument, match='target stage "x" could not be found'):
         _build(env, body, target="x")
+
+
+# -- cancellation, FROM --platform, BuildKit-only flags ------------------------
+
+
+def test_complete_waits_for_the_thread_then_undoes_and_cancels():
+    from dockyard.builder.executor import _complete, _thread
+
+    events: list[str] = []
+
+    def slow() -> str:
+        import time
+
+        time.sleep(0.2)
+        events.append("thread done")
+        return "made"
+
+    async def undo(result: str) -> None:
+        events.append(f"undo {result}")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(_complete(asyncio.to_thread(slow), undo=undo))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()  # a second cancellation does not cut the wait short either
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("cancelled")
+        assert await _thread(lambda: 7) == 7
+
+    asyncio.run(main())
+    assert events == ["thread done", "undo made", "cancelled"]
+
+
+def test_cancelled_copy_leaves_no_snapshot_or_mount(env, tmp_path):
+    """A build cancelled at any point of a COPY (the client went away)
+    raises CancelledError and leaves no build snapshot, mount or context."""
+    import contextlib
+
+    svc, db, _ = env
+    big = os.urandom(1 << 20) * 64
+    body = _context(
+        {
+            "Dockerfile": b"FROM busybox AS a\nCOPY big /big\nFROM busybox\nCOPY --from=a big /b\n",
+            "big": big,
+        }
+    )
+    for delay in (0.0, 0.02, 0.1, 0.3):
+
+        async def run(delay: float) -> None:
+            started = asyncio.Event()
+
+            async def emit(message: dict) -> None:
+                if "COPY big" in message.get("stream", ""):
+                    started.set()
+
+            with receive(io.BytesIO(body), tmp_path / "builder") as ctx:
+                task = asyncio.ensure_future(
+                    build(
+                        images=svc,
+                        containers=None,
+                        db=db,
+                        context=ctx,
+                        options=BuildOptions(no_cache=True),
+                        emit=emit,
+                    )
+                )
+                await started.wait()
+                await asyncio.sleep(delay)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                assert task.cancelled() or task.done()
+
+        asyncio.run(run(delay))
+        keys = svc.snapshotter.keys()
+        assert not [k for k in keys if k.startswith("build-")]
+        assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+        assert not list((tmp_path / "builder").iterdir())
+
+
+@pytest.mark.parametrize(
+    "platform", ["linux/amd64", "linux/x86_64", "amd64", "linux", "LINUX/AMD64", "linux/amd64/v1"]
+)
+def test_from_platform_of_the_daemon_is_accepted(platform):
+    from dockyard.builder.executor import _check_platform
+
+    _check_platform(platform)
+
+
+@pytest.mark.parametrize(
+    "platform, shown",
+    [
+        ("linux/arm64", "linux/arm64"),
+        ("linux/arm/v7", "linux/arm/v7"),
+        ("windows", "windows/amd64"),
+    ],
+)
+def test_from_other_platform_fails_as_a_pull(platform, shown):
+    from dockyard.builder.executor import _check_platform
+
+    with pytest.raises(errdefs.NotFound) as info:
+        _check_platform(platform)
+    assert info.value.message == f"no matching manifest for {shown} in the manifest list entries"
+    with pytest.raises(errdefs.InvalidArgument, match="failed to parse platform a/b/c/d"):
+        _check_platform("a/b/c/d")
+
+
+def test_from_platform_in_a_build(env):
+    body = _context({"Dockerfile": b"ARG P=linux/amd64\nFROM --platform=$P busybox\nENV A=1\n"})
+    _build(env, body)
+    body = _context({"Dockerfile": b"FROM --platform=$BUILDPLATFORM busybox\nENV A=1\n"})
+    _build(env, body)
+    body = _context({"Dockerfile": b"FROM --platform=linux/arm64 busybox\nENV A=1\n"})
+    with pytest.raises(errdefs.NotFound, match="no matching manifest for linux/arm64"):
+        _build(env, body)
+
+
+@pytest.mark.parametrize(
+    "line, flag",
+    [
+        ("COPY --parents f /x", "parents"),
+        ("COPY --exclude=*.md f /x", "exclude"),
+        ("ADD --exclude=*.md f /x", "exclude"),
+        ("ADD --checksum=sha256:00 f /x", "checksum"),
+        ("ADD --keep-git-dir f /x", "keep-git-dir"),
+        ("RUN --network=host true", "network"),
+        ("RUN --security=insecure true", "security"),
+    ],
+)
+def test_buildkit_only_flags_fail_in_dockerds_words(env, line, flag):
+    body = _context({"Dockerfile": f"FROM busybox\n{line}\n".encode(), "f": b"f"})
+    with pytest.raises(errdefs.InvalidArgument) as info:
+        _build(env, body)
+    assert info.value.message == (
+        f"the --{flag} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ "
+        "to learn how to build images with BuildKit enabled"
+    )
+
+
+def test_buildkit_flags_set_false_are_accepted(env):
+    body = _context({"Dockerfile": b"FROM busybox\nCOPY --parents=false f /x\n", "f": b"f"})
+    _build(env, body)
+
+
+def test_copy_link_is_accepted_and_copies(env):
+    """--link changes only how BuildKit caches the layer; dockerd ignores it."""
+    body = _context({"Dockerfile": b"FROM busybox\nCOPY --link f /x\n", "f": b"f"})
+    _build(env, body)

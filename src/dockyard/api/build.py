@@ -6,6 +6,14 @@ dockerd's JSON stream: ``{"stream": ...}`` lines, ``{"aux": {"ID": ...}}``
 and, for a failure after the first line, ``{"errorDetail": ..., "error":
 ...}``. A failure before any output (a bad Dockerfile, tag or target) is a
 plain HTTP error, as with dockerd.
+
+A client that goes away (Ctrl-C on ``docker build``) stops the build at
+once, as with dockerd: the build runs as its own task, which is cancelled
+when a write fails or when the connection is seen closed. aiohttp does not
+cancel a handler whose client left (``handler_cancellation`` is off, and
+turning it on daemon-wide would cut short other handlers mid-change), but it
+drops ``request.transport`` when the connection is lost; a RUN step
+writes nothing for minutes, so a watcher polls that every ``_POLL`` seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from dockyard.api.images import _NL
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
+
+_POLL = 0.1  # seconds between looks at the connection while a build runs
 
 
 def _json_param(request: web.Request, name: str) -> dict:
@@ -127,6 +137,20 @@ def _line(message: dict) -> bytes:
     return json.dumps(message).encode() + _NL
 
 
+def _connection_lost(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _watch(request: web.Request, task: asyncio.Task) -> None:
+    """Cancel ``task`` once the client's connection is gone."""
+    while not task.done():
+        if _connection_lost(request):
+            task.cancel()
+            return
+        await asyncio.sleep(_POLL)
+
+
 @routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     from dockyard.builder import context as build_context
@@ -141,29 +165,61 @@ async def build(request: web.Request) -> web.StreamResponse:
     )
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     prepared = False
+    gone = False
+    task: asyncio.Task | None = None
+
+    def abandon() -> None:
+        nonlocal gone
+        gone = True
+        if task is not None:
+            task.cancel()
 
     async def start() -> None:
         nonlocal prepared
         if not prepared:
-            await response.prepare(request)
             prepared = True
+            try:
+                await response.prepare(request)
+            except ConnectionResetError:
+                abandon()
 
     async def emit(message: dict) -> None:
         await start()
-        with contextlib.suppress(ConnectionResetError):
+        if gone:
+            return
+        try:
             await response.write(_line(message))
+        except ConnectionResetError:
+            abandon()
 
     try:
-        await run_build(
-            images=request.app["images"],
-            containers=request.app["containers"],
-            db=request.app["db"],
-            context=ctx,
-            options=options,
-            emit=emit,
-            started=start,
-            pull=_puller(request, options.platform),
+        task = asyncio.ensure_future(
+            run_build(
+                images=request.app["images"],
+                containers=request.app["containers"],
+                db=request.app["db"],
+                context=ctx,
+                options=options,
+                emit=emit,
+                started=start,
+                pull=_puller(request, options.platform),
+            )
         )
+        watcher = asyncio.ensure_future(_watch(request, task))
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # this handler was cancelled (daemon shutdown): so is the
+                # build; let it clean up before the context goes
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise
+            gone = True  # the watcher or a failed write cancelled the build
+        finally:
+            watcher.cancel()
     except errdefs.DockyardError as exc:
         if not prepared:
             raise
@@ -176,6 +232,9 @@ async def build(request: web.Request) -> web.StreamResponse:
         await emit({"errorDetail": {"message": message}, "error": message})
     finally:
         await asyncio.to_thread(ctx.close)
+    if gone:
+        log.info("build cancelled: the client went away")
+        return response
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response

@@ -14,6 +14,13 @@ output lines and messages are Docker's, word for word (``Step 2/9 : ...``,
 Only the stages the target needs are built (FROM and COPY --from
 dependencies), as the issue asks (the classic builder builds every stage
 up to the target).
+
+Cancellation (the client went away): the task running ``build`` is
+cancelled. A RUN step's container is killed and removed at once; work in a
+worker thread (a copy, a layer being stored) cannot be interrupted, so the
+step waits for it to end and then undoes it, and a container being created
+is removed once it exists: a cancelled build leaves no container, mount or
+snapshot of its own behind.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import stat
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dockyard import errdefs
 from dockyard.builder import instructions as ins
@@ -42,6 +49,7 @@ from dockyard.builder.shell_lex import (
     ShellLex,
     go_quote,
     is_builtin_arg,
+    normalize_platform,
     platform_args,
 )
 from dockyard.image import config as imgconfig
@@ -49,8 +57,12 @@ from dockyard.image import reference
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: what this daemon builds for ($BUILDPLATFORM; FROM --platform must name it)
+DAEMON_PLATFORM = "linux/amd64"
+_OSES = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris"})
 _CHUNK = 1 << 20
 
+T = TypeVar("T")
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 #: pulls an image by name, writing its progress messages to the emitter
 Pull = Callable[[str, Emit], Awaitable[None]]
@@ -364,7 +376,7 @@ class Builder:
 
     def _meta_env(self, meta: Mapping[str, str | None] | None = None) -> dict[str, str]:
         meta = self.meta if meta is None else meta
-        env = platform_args(target=self.options.platform or "linux/amd64", build="linux/amd64")
+        env = platform_args(target=self.options.platform or DAEMON_PLATFORM, build=DAEMON_PLATFORM)
         for key, value in meta.items():
             override = self.options.build_args.get(key)
             if override is not None:
@@ -410,7 +422,7 @@ class Builder:
             )
         await self.out(f"Successfully built {_short(image_id)}\n")
         for ref in tags:
-            await asyncio.to_thread(self.images.set_reference, ref, image_id)
+            await _thread(self.images.set_reference, ref, image_id)
             await self.out(f"Successfully tagged {ref.familiar()}\n")
         return image_id
 
@@ -427,7 +439,9 @@ class Builder:
 
     async def _from(self, dockerfile: ins.Dockerfile, stage_def: ins.Stage) -> _Stage:
         await self._step(stage_def.code)
-        base, _platform = ins.expand_from(stage_def, self._meta_env(), escape=self.escape)
+        base, platform = ins.expand_from(stage_def, self._meta_env(), escape=self.escape)
+        if platform:
+            _check_platform(platform)
         args = _BuildArgs(options=self.options.build_args, meta=dict(self.meta))
         if not base:
             raise errdefs.InvalidArgument("base name (" + stage_def.base + ") should not be blank")
@@ -441,8 +455,8 @@ class Builder:
             if lowered != "scratch":
                 image_id = await self._image(base)
         if image_id:
-            full = await asyncio.to_thread(self.images.config, image_id)
-            layers = await asyncio.to_thread(self.images.image_layers, image_id)
+            full = await _thread(self.images.config, image_id)
+            layers = await _thread(self.images.image_layers, image_id)
         else:
             full, layers = {}, []
         config = _base_config(full.get("config"))
@@ -495,7 +509,7 @@ class Builder:
         if self.options.no_cache:
             return False
         key = self._key(stage, created_by, extra)
-        hit = await asyncio.to_thread(self.cache.lookup, stage.image_id, key)
+        hit = await _thread(self.cache.lookup, stage.image_id, key)
         if hit is None:
             return False
         await self._adopt(stage, hit)
@@ -503,8 +517,8 @@ class Builder:
         return True
 
     async def _adopt(self, stage: _Stage, image_id: str) -> None:
-        full = await asyncio.to_thread(self.images.config, image_id)
-        stage.layers = await asyncio.to_thread(self.images.image_layers, image_id)
+        full = await _thread(self.images.config, image_id)
+        stage.layers = await _thread(self.images.image_layers, image_id)
         stage.history = list(full.get("history") or [])
         stage.image_id = image_id
 
@@ -535,7 +549,7 @@ class Builder:
             self.cache.store(parent, key, image_id)
             return image_id
 
-        stage.image_id = await asyncio.to_thread(store)
+        stage.image_id = await _thread(store)
         stage.layers = layers
         stage.history = document["history"]
 
@@ -664,7 +678,7 @@ class Builder:
         def make(root: Path) -> None:
             _mkdir_all(str(root), path, 0, 0)
 
-        layer = await asyncio.to_thread(self._in_snapshot, stage, make)
+        layer = await _thread(self._in_snapshot, stage, make)
         await self._commit(stage, created_by, layer)
         await self.out(f" ---> Removed intermediate container {fake}\n")
 
@@ -688,11 +702,8 @@ class Builder:
 
     async def _do_run(self, stage: _Stage, inst: ins.Run) -> None:
         if inst.flags_used:
-            raise errdefs.InvalidArgument(
-                f"the --{inst.flags_used[0]} option requires BuildKit. Refer to "
-                "https://docs.docker.com/go/buildkit/ to learn how to build images "
-                "with BuildKit enabled"
-            )
+            # as dockerd: RUN takes no flag, the first one used is named
+            raise _requires_buildkit(inst.flags_used[0])
         argv = self._command(stage, inst)
         if not argv:
             raise errdefs.InvalidArgument("RUN requires at least one argument")
@@ -732,51 +743,60 @@ class Builder:
             "AttachStderr": True,
             "HostConfig": host_config,
         }
-        container = await self.containers.create(body, name=None)
+        container = await _complete(
+            self.containers.create(body, name=None), undo=self._remove_container
+        )
         cid = container.id
-        await self.out(f" ---> Running in {cid[:12]}\n")
         keep = not (self.options.remove or self.options.force_remove)
         succeeded = False
         try:
+            await self.out(f" ---> Running in {cid[:12]}\n")
             code = await self._run_container(cid)
             if code != 0:
                 raise StepFailed(
                     f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code=code
                 )
-            layer = await asyncio.to_thread(self._store_container, cid, stage.chain_id)
+            layer = await _thread(self._store_container, cid, stage.chain_id)
             succeeded = True
         finally:
             # Docker keeps a failed step's container unless --force-rm; we
-            # always remove it: a failed build must leave nothing behind.
+            # always remove it: a failed or cancelled build must leave
+            # nothing behind. Removal kills it first if it still runs.
             if not (succeeded and keep):
-                with contextlib.suppress(errdefs.DockyardError):
-                    await self.containers.remove(cid, force=True)
+                await _complete(self._remove_container(container))
         await self._commit(stage, created_by, layer)
         if not keep:
             await self.out(f" ---> Removed intermediate container {cid[:12]}\n")
+
+    async def _remove_container(self, container) -> None:
+        with contextlib.suppress(errdefs.DockyardError):
+            await self.containers.remove(container.id, force=True)
 
     async def _run_container(self, cid: str) -> int:
         attach = self.containers.attach(cid, stdin=False, stdout=True, stderr=True)
         exited = self.containers.register_wait(cid, "next-exit")
         try:
-            await self.containers.start(cid)
+            # a start cut short by a cancellation would leave a shim behind
+            await _complete(self.containers.start(cid))
+            attachment = await attach
+            try:
+                while True:
+                    item = await attachment.read()
+                    if item is None:
+                        break
+                    await self.out(item[1].decode("utf-8", "replace"))
+            finally:
+                with contextlib.suppress(Exception):
+                    await attachment.close()
+            return int(await exited)
         except BaseException:
             for future in (attach, exited):
+                if future.done():
+                    continue
                 future.cancel()
                 with contextlib.suppress(BaseException):
                     await future
             raise
-        attachment = await attach
-        try:
-            while True:
-                item = await attachment.read()
-                if item is None:
-                    break
-                await self.out(item[1].decode("utf-8", "replace"))
-        finally:
-            with contextlib.suppress(Exception):
-                await attachment.close()
-        return int(await exited)
 
     def _store_container(self, cid: str, parent_chain: str | None):
         from dockyard.builder.diff import store_snapshot
@@ -786,9 +806,17 @@ class Builder:
     # COPY and ADD
 
     async def _do_copy(self, stage: _Stage, inst: ins.Copy) -> None:
+        # --link is accepted and has nothing to do here: it changes how
+        # BuildKit caches the layer, not what the layer holds (dockerd ignores it too)
+        _refuse_buildkit_flags(("parents", inst.parents), ("exclude", inst.excludes))
         await self._transfer(stage, inst, "COPY", inst.from_)
 
     async def _do_add(self, stage: _Stage, inst: ins.Add) -> None:
+        _refuse_buildkit_flags(
+            ("exclude", inst.excludes),
+            ("checksum", inst.checksum),
+            ("keep-git-dir", inst.keep_git_dir),
+        )
         await self._transfer(stage, inst, "ADD", "")
 
     async def _transfer(self, stage: _Stage, inst, cmd: str, from_: str) -> None:
@@ -797,10 +825,10 @@ class Builder:
             source_image = await self._source_image(from_)
         with contextlib.ExitStack() as stack:
             if from_:
-                root = await asyncio.to_thread(self._mount_image, stack, source_image)
+                root = await _thread(self._mount_image, stack, source_image)
             else:
                 root = str(self.context.root)
-            sources, digest = await asyncio.to_thread(
+            sources, digest = await _thread(
                 self._collect, root, inst, cmd, allow_urls=cmd == "ADD", env=stage.env()
             )
             dest = _normalize_dest(stage.config.get("WorkingDir") or "/", inst.dest)
@@ -829,7 +857,7 @@ class Builder:
                         unpack=cmd == "ADD" and not source.download,
                     )
 
-            layer = await asyncio.to_thread(self._in_snapshot, stage, perform)
+            layer = await _thread(self._in_snapshot, stage, perform)
         await self._commit(stage, created_by, layer, extra)
 
     async def _source_image(self, ref: str) -> str:
@@ -847,12 +875,12 @@ class Builder:
         if self.pull is not None and self.options.pull:
             await self.pull(name, self._pull_output)
         try:
-            return await asyncio.to_thread(_resolve_image, self.images, name)
+            return await _thread(_resolve_image, self.images, name)
         except errdefs.NotFound:
             if self.pull is None or self.options.pull:
                 raise
         await self.pull(name, self._pull_output)
-        return await asyncio.to_thread(_resolve_image, self.images, name)
+        return await _thread(_resolve_image, self.images, name)
 
     async def _pull_output(self, message: dict[str, Any]) -> None:
         if not self.options.quiet:
@@ -947,6 +975,72 @@ class Builder:
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+def _requires_buildkit(flag: str) -> errdefs.InvalidArgument:
+    return errdefs.InvalidArgument(
+        f"the --{flag} option requires BuildKit. Refer to "
+        "https://docs.docker.com/go/buildkit/ to learn how to build images "
+        "with BuildKit enabled"
+    )
+
+
+def _refuse_buildkit_flags(*flags: tuple[str, object]) -> None:
+    """COPY/ADD flags only BuildKit implements fail the step, in dockerd's
+    words for the flags it refuses: building without them would give another
+    result than asked (files not excluded, a checksum not verified)."""
+    for name, value in flags:
+        if value:
+            raise _requires_buildkit(name)
+
+
+def _check_platform(text: str) -> None:
+    """``FROM --platform``: only the daemon's own platform can be built; any
+    other fails as a pull finding no image for it does."""
+    try:
+        parts = text.strip().split("/")
+        if len(parts) == 1 and parts[0].lower() not in _OSES:
+            text = "linux/" + text.strip()  # a bare architecture, as containerd reads it
+        want = normalize_platform(text)
+        if want[1:] == ("amd64", "v1"):
+            want = (want[0], "amd64", "")  # containerd's Normalize
+    except errdefs.InvalidArgument as exc:
+        raise errdefs.InvalidArgument(f"failed to parse platform {text}: {exc.message}")
+    if want[1] == "":
+        want = (want[0], *normalize_platform(DAEMON_PLATFORM)[1:])
+    if want != normalize_platform(DAEMON_PLATFORM):
+        shown = "/".join(p for p in want if p)
+        raise errdefs.NotFound(f"no matching manifest for {shown} in the manifest list entries")
+
+
+async def _complete(
+    awaitable: Awaitable[T], undo: Callable[[T], Awaitable[None]] | None = None
+) -> T:
+    """Await ``awaitable`` to its end even when the caller is cancelled
+    meanwhile: a half-done step could not be cleaned up. The cancellation is
+    raised once it has ended, after ``undo`` of its result."""
+    task = asyncio.ensure_future(awaitable)
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.done() or (current is not None and current.cancelling()):
+                interrupted = True
+        except BaseException:
+            break  # the task's own error: result() raises it
+    if not interrupted:
+        return task.result()
+    if not task.cancelled() and task.exception() is None and undo is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(undo(task.result()))
+    raise asyncio.CancelledError
+
+
+async def _thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread`` that a cancellation does not leave running."""
+    return await _complete(asyncio.to_thread(fn, *args, **kwargs))
 
 
 def _short(image_id: str) -> str:
@@ -1246,7 +1340,7 @@ async def build(
         emit=emit,
         pull=pull,
     )
-    dockerfile, needed, tags = await asyncio.to_thread(builder.parse)
+    dockerfile, needed, tags = await _thread(builder.parse)
     builder._stage_names = {s.index: s.name for s in dockerfile.stages}
     if started is not None:
         await started()
