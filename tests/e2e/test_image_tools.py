@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -186,3 +187,179 @@ def test_commit_and_cp_a_running_container(daemon):
         daemon.docker("rmi", tag)
     finally:
         daemon.docker("rm", "-f", name, check=False)
+
+
+def test_cp_into_a_stopped_container_holds_off_its_start(daemon):
+    """A PUT into a stopped container's snapshot holds the container's lock:
+    a `docker start` issued meanwhile waits until the extraction is done."""
+    import socket
+    import time
+
+    name = f"cplock-{os.getpid()}"
+    daemon.docker("create", "--name", name, "busybox", "sleep", "30")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"slow\n" * 1000
+        info = tarfile.TarInfo("slow")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    payload = buf.getvalue()
+    sock = socket.socket(socket.AF_UNIX)
+    start = None
+    try:
+        sock.connect(str(daemon.socket))
+        sock.sendall(
+            f"PUT /containers/{name}/archive?path=/tmp HTTP/1.1\r\nHost: d\r\n"
+            "Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        half = payload[:2048]
+        sock.sendall(b"%x\r\n%s\r\n" % (len(half), half))
+        time.sleep(0.2)  # the daemon is now extracting, waiting for more body
+        start = subprocess.Popen(
+            ["docker", "start", name],
+            env={**daemon.env, "DOCKER_CONFIG": str(daemon.base / "dcfg")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.7)
+        assert start.poll() is None  # blocked on the container's lock
+        rest = payload[2048:]
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert start.wait(timeout=30) == 0, start.stderr.read() if start.stderr else ""
+        raw = daemon.docker("cp", f"{name}:/tmp/slow", "-").stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            got = tar.extractfile("slow")
+            assert got is not None and got.read() == data
+    finally:
+        sock.close()
+        if start is not None and start.poll() is None:
+            start.kill()
+            start.wait()
+        daemon.docker("rm", "-f", name, check=False)
+
+
+# -- the copying snapshotter (where overlay does not mount) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def copy_daemon():
+    """A second daemon whose snapshot root says "vfs": it keeps the copying
+    snapshotter, as one on a filesystem without overlay support does."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import DaemonHandle, leftovers, remove_cgroup_parent
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    base = Path(tempfile.mkdtemp(prefix="dy-copy-", dir="/tmp"))
+    handle = DaemonHandle(base, f"cp{os.getpid()}")
+    snapshots = handle.data_root / "snapshots"
+    snapshots.mkdir(parents=True)
+    (snapshots / "metadata.json").write_text(
+        json.dumps({"driver": "vfs", "next_id": 1, "snapshots": {}})
+    )
+    left: list[str] = []
+    try:
+        handle.start()
+        handle.import_busybox()
+        yield handle
+    finally:
+        try:
+            if handle.proc is not None:
+                handle.cleanup_containers()
+        finally:
+            handle.stop()
+            handle.cleanup_network()
+            left = leftovers(handle)
+            remove_cgroup_parent(handle)
+            shutil.rmtree(base, ignore_errors=True)
+    assert not left, f"the daemon left things behind: {left}"
+
+
+def test_build_run_step_on_the_copy_snapshotter(copy_daemon, tmp_path, monkeypatch):
+    """A RUN that adds, changes and deletes files becomes a layer with
+    whiteouts on the copying snapshotter too; a later stage sees exactly it."""
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    driver = out(copy_daemon.docker("image", "inspect", "-f", "{{.GraphDriver.Name}}", "busybox"))
+    assert driver == "vfs"
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN mkdir -p /data/sub && echo one > /data/keep && echo two > /data/sub/gone"
+        " && echo old > /data/change\n"
+        "RUN echo added > /data/new && echo new > /data/change && rm /data/sub/gone"
+        " && rm /etc/group && rm -r /data/sub\n"
+        'CMD ["sh", "-c", "ls /data; cat /data/change; ls /etc/group 2>&1 || true"]\n'
+    )
+    tag = f"copy-build-{os.getpid()}:1"
+    result = copy_daemon.docker("build", "-t", tag, str(tmp_path), check=False, timeout=120)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    try:
+        assert out(copy_daemon.docker("run", "--rm", tag)).splitlines() == [
+            "change",
+            "keep",
+            "new",
+            "new",
+            "ls: /etc/group: No such file or directory",
+        ]
+        layers = json.loads(
+            out(copy_daemon.docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", tag))
+        )
+        assert len(layers) == 3
+        # the last layer is exactly the RUN's changes, deletions as whiteouts
+        saved = copy_daemon.docker("save", tag).stdout
+        names = _layer_names(saved, layers[-1])
+        assert sorted(names) == sorted(
+            ["data", "data/.wh.sub", "data/change", "data/new", "etc", "etc/.wh.group"]
+        )
+    finally:
+        copy_daemon.docker("rmi", tag, check=False)
+
+
+def _layer_names(saved: bytes, diff_id: str) -> list[str]:
+    """The entry names of the layer ``diff_id`` in a ``docker save`` tar."""
+    import hashlib
+
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()  # type: ignore[union-attr]
+            if "sha256:" + hashlib.sha256(data).hexdigest() == diff_id:
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    return layer.getnames()
+    raise AssertionError(f"layer {diff_id} not in the saved image")
+
+
+def test_commit_and_cp_on_the_copy_snapshotter(copy_daemon, tmp_path):
+    name = f"copy-commit-{os.getpid()}"
+    copy_daemon.docker(
+        "run", "--name", name, "busybox", "sh", "-c", "echo x > /tmp/f; rm /etc/group"
+    )
+    tag = f"copy-commit-{os.getpid()}:1"
+    try:
+        assert out(copy_daemon.docker("diff", name)).splitlines() == [
+            "C /etc",
+            "D /etc/group",
+            "C /tmp",
+            "A /tmp/f",
+        ]
+        result = copy_daemon.docker("commit", "-c", 'CMD ["cat","/tmp/f"]', name, tag, check=False)
+        assert result.returncode == 0, result.stderr
+        assert out(copy_daemon.docker("run", "--rm", tag)) == "x"
+        gone = copy_daemon.docker("run", "--rm", tag, "ls", "/etc/group", check=False)
+        assert gone.returncode != 0
+        # cp both ways into the stopped container's (copied) snapshot, and export
+        (tmp_path / "g").write_text("in\n")
+        copy_daemon.docker("cp", str(tmp_path / "g"), f"{name}:/tmp/g")
+        raw = copy_daemon.docker("cp", f"{name}:/tmp/.", "-").stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            assert sorted(tar.getnames()) == [".", "./f", "./g"]
+        exported = copy_daemon.docker("export", name).stdout
+        with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+            names = tar.getnames()
+        assert "tmp/g" in names and "bin/busybox" in names and "etc/group" not in names
+    finally:
+        copy_daemon.docker("rm", "-f", name, check=False)
+        copy_daemon.docker("rmi", tag, check=False)

@@ -316,3 +316,51 @@ def test_copy_link_is_accepted_and_copies(env):
     """--link changes only how BuildKit caches the layer; dockerd ignores it."""
     body = _context({"Dockerfile": b"FROM busybox\nCOPY --link f /x\n", "f": b"f"})
     _build(env, body)
+
+
+# -- the copying snapshotter (where overlay does not mount) ---------------------
+
+
+@pytest.fixture
+def copy_env(tmp_path: Path, busybox_tar: bytes):
+    from dockyard.store.snapshots import CopySnapshotter
+
+    db = Database(tmp_path / "metadata.db")
+    svc = ImageService(
+        db=db,
+        content=ContentStore(tmp_path / "content"),
+        snapshotter=CopySnapshotter(tmp_path / "snapshots"),
+    )
+    svc.import_image(io.BytesIO(busybox_tar), reference="busybox", changes=['CMD ["sh"]'])
+    yield svc, db, tmp_path
+    db.close()
+
+
+def test_layers_history_and_cache_on_copy_snapshotter(copy_env):
+    test_layers_history_and_cache(copy_env)
+
+
+def test_malicious_add_on_copy_snapshotter(copy_env):
+    test_add_of_malicious_tar_writes_nothing_outside(copy_env)
+
+
+def test_copy_layers_hold_only_the_steps_changes_on_copy_snapshotter(copy_env):
+    """Each step's layer (a diff of two full copies) holds only what the step
+    changed: an overwrite is a change, an unchanged file is not repeated."""
+    svc = copy_env[0]
+    dockerfile = b"FROM busybox\nCOPY a /d/a\nCOPY b /d/b\nCOPY a2 /d/a\n"
+    body = _context({"Dockerfile": dockerfile, "a": b"1", "b": b"2", "a2": b"3"})
+    image_id, _ = _build(copy_env, body)
+    layers = svc.image_layers(image_id)
+    assert len(layers) == 4
+    names = []
+    for layer in layers[1:]:
+        with svc.content.open(layer.blob) as blob, tarfile.open(fileobj=blob, mode="r|*") as tar:
+            names.append(sorted(m.name for m in tar))
+    assert names == [["d", "d/a"], ["d", "d/b"], ["d", "d/a"]]
+    top = svc.snapshotter.upper_dir(layers[-1].chain_id)
+    assert (top / "d/a").read_bytes() == b"3" and (top / "d/b").read_bytes() == b"2"
+
+
+def test_cancelled_copy_on_copy_snapshotter(copy_env, tmp_path):
+    test_cancelled_copy_leaves_no_snapshot_or_mount(copy_env, tmp_path)

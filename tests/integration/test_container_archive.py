@@ -148,3 +148,84 @@ def test_extract_corrupt_archive(root: Path) -> None:
     data = _tar(("big", "file", "y" * 5000)).getvalue()[:1500]
     with pytest.raises(errdefs.InvalidArgument):
         extract(root, "/data", io.BytesIO(data))
+
+
+def _archives_while(root: Path, swap, seconds: float) -> list[bytes]:
+    """Tar-out and stat in a loop while ``swap()`` runs in another thread."""
+    import threading
+    import time
+
+    from dockyard.container.archive import export_rootfs
+
+    stop = threading.Event()
+
+    def swapper() -> None:
+        while not stop.is_set():
+            swap()
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    out: list[bytes] = []
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for path in ("/d", "/d/", "/d/.", "/d/f", "/"):
+                buf = io.BytesIO()
+                try:
+                    archive_path(root, path, buf)
+                    stat_path(root, path)
+                except (errdefs.NotFound, errdefs.InvalidArgument, errdefs.System):
+                    # caught mid-swap: a link to nowhere in the root, or a
+                    # component that changed kind between its stat and its open
+                    continue
+                out.append(buf.getvalue())
+            buf = io.BytesIO()
+            export_rootfs(root, buf)
+            out.append(buf.getvalue())
+    finally:
+        stop.set()
+        thread.join()
+    return out
+
+
+def test_tar_out_races_cannot_read_the_host(tmp_path: Path) -> None:
+    """CVE-2018-15664: the container swaps a directory for a symlink to a host
+    directory (absolute and relative) and a file for a FIFO while the daemon
+    archives; nothing of the host is ever read and nothing blocks."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "f").write_text("SECRET-HOST-DATA\n")
+    (host / "g").write_text("SECRET-HOST-DATA\n")
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d/f").write_text("benign\n")
+    os.symlink(str(host), root / "abs-link")
+    os.symlink("../" * 8 + str(host).lstrip("/"), root / "rel-link")
+    os.mkfifo(root / "fifo")
+    fds_before = len(os.listdir("/proc/self/fd"))
+    state = {"n": 0}
+
+    def swap() -> None:
+        n = state["n"] = state["n"] + 1
+        link = root / ("abs-link" if n % 2 else "rel-link")
+        os.rename(root / "d", root / "d.real")
+        os.rename(link, root / "d")
+        os.rename(root / "d", link)
+        os.rename(root / "d.real", root / "d")
+        os.rename(root / "d/f", root / "f.real")
+        os.rename(root / "fifo", root / "d/f")
+        os.rename(root / "d/f", root / "fifo")
+        os.rename(root / "f.real", root / "d/f")
+
+    archives = _archives_while(root, swap, 1.0)
+    assert state["n"] > 100 and len(archives) > 50
+    seen_fifo = False
+    for data in archives:
+        assert b"SECRET" not in data
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names = tar.getnames()
+            seen_fifo |= any(m.isfifo() and m.name.endswith("f") for m in tar.getmembers())
+        assert not any(n.endswith("/g") or n == "g" for n in names)
+    assert seen_fifo  # the swaps really were met mid-walk
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert (host / "f").read_text() == "SECRET-HOST-DATA\n"

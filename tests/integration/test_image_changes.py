@@ -258,3 +258,77 @@ def test_opaque_dir_kind_on_overlay(tmp_path: Path, mnt: Path) -> None:
     assert os.getxattr(sn.upper_dir("ctr") / "keep", "trusted.overlay.opaque") == b"y"
     kinds = {c.path: c.kind for c in changes(sn, "ctr")}
     assert kinds["/keep"] in (ChangeKind.MODIFY, ChangeKind.ADD)
+
+
+def test_same_size_and_mtime_other_content_is_a_change(sn: Snapshotter, mnt: Path) -> None:
+    """What a COPY of a context file with the same size and mtime leaves: on the
+    copying snapshotter too it is a change, and the commit's layer carries it."""
+    top = _base(sn)
+    mount_all(sn.prepare("ctr", top), mnt)
+    try:
+        before = os.lstat(mnt / "etc/passwd")
+        (mnt / "etc/passwd").write_text("ROOT:x:0:0\n")  # same size
+        os.utime(mnt / "etc/passwd", ns=(before.st_atime_ns, before.st_mtime_ns))
+    finally:
+        unmount(mnt)
+    # the directory is listed on copy as Docker's vfs does (a parent of changes)
+    assert _letters(sn, "ctr")[-1:] == ["C /etc/passwd"]
+    buf = io.BytesIO()
+    write_layer_tar(sn, "ctr", buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert tar.getnames() in (["etc", "etc/passwd"], ["etc/passwd"])
+        got = tar.extractfile("etc/passwd")
+        assert got is not None and got.read() == b"ROOT:x:0:0\n"
+
+
+def test_fd_based_add_matches_the_path_based_one(tmp_path: Path) -> None:
+    """TarWriter.add_at / add_dir_fd (docker cp) write the same entries as
+    add (layers) for every kind of file."""
+    from dockyard.image.changes import TarWriter
+
+    tree = tmp_path / "t"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d/f").write_bytes(b"x" * 70_000)  # over the sendfile threshold
+    os.link(tree / "d/f", tree / "d/hard")
+    os.symlink("f", tree / "d/link")
+    os.mkfifo(tree / "d/fifo")
+    os.mknod(tree / "d/null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.setxattr(tree / "d/f", "user.k", b"v")
+    names = sorted(os.listdir(tree / "d"), key=os.fsencode)
+
+    def by_path(out) -> None:
+        w = TarWriter(out)
+        w.add("d", str(tree / "d"), os.lstat(tree / "d"))
+        for n in names:
+            w.add(f"d/{n}", str(tree / "d" / n), os.lstat(tree / "d" / n))
+        w.close()
+
+    def by_fd(out) -> None:
+        w = TarWriter(out)
+        fd = os.open(tree / "d", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            w.add_dir_fd("d", fd)
+            for n in names:
+                w.add_at(f"d/{n}", fd, n, os.stat(n, dir_fd=fd, follow_symlinks=False))
+        finally:
+            os.close(fd)
+        w.close()
+
+    outputs = []
+    for work in (by_path, by_fd):
+        with open(tmp_path / f"{work.__name__}.tar", "w+b") as out:
+            work(out)
+            out.seek(0)
+            outputs.append(out.read())
+    assert outputs[0] == outputs[1]
+    with tarfile.open(fileobj=io.BytesIO(outputs[1])) as tar:
+        kinds = {m.name: m.type for m in tar.getmembers()}
+        assert tar.getmember("d/f").pax_headers.get("SCHILY.xattr.user.k") == "v"
+    assert kinds == {
+        "d": tarfile.DIRTYPE,
+        "d/f": tarfile.REGTYPE,
+        "d/fifo": tarfile.FIFOTYPE,
+        "d/hard": tarfile.LNKTYPE,
+        "d/link": tarfile.SYMTYPE,
+        "d/null": tarfile.CHRTYPE,
+    }

@@ -5,6 +5,14 @@ A running container's root is its mounted rootfs
 (``<exec-root>/containers/<id>/bundle/rootfs``); a stopped one's snapshot is
 mounted on a private temporary directory for the request and unmounted after
 (``image.changes.mounted``).
+
+Locking: writing into a stopped container's snapshot (``PUT`` archive),
+exporting a stopped container and commit hold the container's lock
+(``ContainerService.hold``) for the whole request, so no start, stop or
+removal runs meanwhile; a running container's ``PUT`` holds it too (as
+dockerd does) so that a stop cannot unmount the rootfs under the extraction.
+Reads of a running container (stat, ``GET``) take no lock: they read the
+mounted rootfs, or a read-only stack of the snapshot's layers.
 """
 
 from __future__ import annotations
@@ -104,8 +112,11 @@ async def export(request: web.Request) -> web.StreamResponse:
         with imgchanges.mounted(svc.snapshotter, c.id) as root:
             archive.export_rootfs(root, out)
 
-    await response.prepare(request)
-    await _stream_from_thread(request, response, work)
+    async with contextlib.AsyncExitStack() as stack:
+        if not c.state.running:  # a stopped one's snapshot must not start changing meanwhile
+            c = await stack.enter_async_context(svc.hold(c.id))
+        await response.prepare(request)
+        await _stream_from_thread(request, response, work)
     await response.write_eof()
     return response
 
@@ -151,6 +162,12 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
 async def archive_put(request: web.Request) -> web.Response:
     c = _container(request)
     path = _query_path(request)
+    async with _containers(request).hold(c.id) as c:
+        await _put(request, c, path)
+    return web.Response(status=200)
+
+
+async def _put(request: web.Request, c, path: str) -> None:
     if c.host_config.get("ReadonlyRootfs"):
         raise errdefs.FailedPrecondition("container rootfs is marked read-only")
     chown = None
@@ -165,7 +182,6 @@ async def archive_put(request: web.Request) -> web.Response:
             archive.extract(root, path, body, options=options, container=request.match_info["name"])
 
     await with_body(request, work)
-    return web.Response(status=200)
 
 
 def _user_ids(request: web.Request, c) -> tuple[int, int]:
@@ -289,7 +305,8 @@ async def commit(request: web.Request) -> web.Response:
     body = await read_json(request, default={})
     if body is not None and not isinstance(body, dict):
         raise errdefs.InvalidArgument("invalid JSON: config must be an object")
-    image_id = await asyncio.to_thread(_commit, request, c, body, request.query)
+    async with _containers(request).hold(c.id) as held:
+        image_id = await asyncio.to_thread(_commit, request, held, body, request.query)
     return json_response({"Id": image_id}, status=201)
 
 

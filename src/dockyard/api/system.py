@@ -77,6 +77,13 @@ def _cgroup_version() -> str:
     return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
+def _driver_status(driver: str, config) -> list[list[str]]:
+    from dockyard.sys.mount import filesystem_name
+
+    status = [["Backing Filesystem", filesystem_name(str(config.data_root))]]
+    return [*status, ["Supports d_type", "true"]] if driver == "overlay2" else status
+
+
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
     config = request.app["config"]
@@ -94,8 +101,8 @@ async def info(request: web.Request) -> web.Response:
         "ContainersPaused": paused,
         "ContainersStopped": len(containers) - running - paused,
         "Images": images,
-        "Driver": "overlay2",
-        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+        "Driver": request.app["images"].snapshotter.driver_name,
+        "DriverStatus": _driver_status(request.app["images"].snapshotter.driver_name, config),
         "Plugins": {
             "Volume": ["local"],
             "Network": ["bridge", "host", "null"],

@@ -8,9 +8,8 @@ Paths follow Docker's rules (daemon/archive.go):
 * the path is taken as absolute inside the container; a trailing ``/`` or
   ``/.`` is kept (``/tmp/.`` means "the contents of /tmp");
 * stat and tar-out resolve every component but the last with symlinks
-  followed *inside* the root (``sys.securejoin``: absolute targets restart
-  at the root, ``..`` stops there); the last component is not followed, so
-  a symlink is reported and archived as a symlink (``-L`` is the client's
+  followed *inside* the root; the last component is not followed, so a
+  symlink is reported and archived as a symlink (``-L`` is the client's
   business: it asks again for the link target);
 * extraction resolves the destination fully (a symlink to a directory is a
   fine destination), which must exist and be a directory.
@@ -21,20 +20,27 @@ parent is resolved inside the root, names climbing out are refused, hard
 links must stay inside, and ``trusted.overlay.*`` xattrs are dropped. Unlike a
 layer, ``.wh.`` names are ordinary files here.
 
-Known limit: the container may race a tar-out by swapping a directory on the
-way for a symlink (CVE-2018-15664 class); tar-out opens files ``O_NOFOLLOW``
-but walks directories by path. Extraction does not have this gap.
+The root may belong to a running container that changes it meanwhile
+(CVE-2018-15664: swap a directory for a symlink to the host mid-copy). So
+nothing is ever resolved by host path: stat, tar-out and extraction walk
+with directory fds (``sys.securejoin.RootDir``, then ``openat`` with
+``O_NOFOLLOW`` component by component), files are pinned with ``O_PATH``
+before they are opened (``TarWriter.add_at``), and an entry that changed kind
+between its stat and its open is left out.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import errno
 import json
 import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -42,9 +48,11 @@ from typing import BinaryIO
 from dockyard import errdefs
 from dockyard.image.changes import TarWriter
 from dockyard.image.layer import clean_name, decompressed
-from dockyard.sys.securejoin import RootDir, secure_join
+from dockyard.sys.securejoin import RootDir
 
 _CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 255
 
 # Go's os.FileMode type bits, as the X-Docker-Container-Path-Stat header carries them
 MODE_DIR = 1 << 31
@@ -127,42 +135,132 @@ def _abs_path(path: str) -> str:
     return clean
 
 
-def _resolve(root: Path, path: str) -> tuple[str, str]:
-    """(host path with the last component unresolved, the absolute container path)."""
-    abs_path = _abs_path(path)
-    dir_part, _, base = abs_path.rpartition("/")
-    resolved_dir = secure_join(str(root), dir_part or "/")
-    return (resolved_dir.rstrip("/") + "/" + base if base else resolved_dir), abs_path
-
-
 def _not_found(path: str, container: str) -> errdefs.NotFound:
     return errdefs.NotFound(f"Could not find the file {path} in container {container}")
 
 
-def _stat(root: Path, resolved: str, abs_path: str, container: str) -> tuple[os.stat_result, str]:
+@dataclass(frozen=True)
+class _Target:
+    """What a stat/tar-out path names: the entry ``base`` of the directory
+    open as ``fd``, or (``base`` None) the directory ``fd`` itself."""
+
+    tree: RootDir
+    fd: int
+    base: str | None
+    st: os.stat_result
+    abs_path: str
+
+
+@contextlib.contextmanager
+def _target(root: Path, path: str, container: str) -> Iterator[_Target]:
+    abs_path = _abs_path(path)
+    tree = RootDir(root)
     try:
-        st = os.lstat(resolved)
-    except (FileNotFoundError, NotADirectoryError):
-        raise _not_found(abs_path, container)
+        dir_part, _, base = abs_path.rpartition("/")
+        parts = dir_part.split("/")
+        if base in ("", "."):  # "/x/", "/x/.", "/": the directory x, x resolved fully
+            try:
+                fd = tree.open_dir(parts)
+            except FileNotFoundError:
+                raise _not_found(abs_path, container)
+            except NotADirectoryError:
+                if base == "." or not _exists(tree, parts[:-1]):
+                    raise _not_found(abs_path, container)
+                raise errdefs.InvalidArgument(f"not a directory: {abs_path}")
+            name = None
+        else:
+            try:
+                fd = tree.open_dir(parts)
+            except (FileNotFoundError, NotADirectoryError):
+                raise _not_found(abs_path, container)
+            name = base
+        try:
+            st = os.fstat(fd) if name is None else os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            os.close(fd)
+            raise _not_found(abs_path, container)
+        try:
+            yield _Target(tree, fd, name, st, abs_path)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise errdefs.System(f"{abs_path}: {exc.strerror or exc}")
+    finally:
+        tree.close()
+
+
+def _exists(tree: RootDir, parts: list[str]) -> bool:
+    try:
+        os.close(tree.open_dir(parts))
+    except OSError:
+        return False
+    return True
+
+
+def _resolved_path(tree: RootDir, parts: list[str]) -> str:
+    """The absolute path inside the root that ``parts`` leads to with every
+    symlink followed there (a missing rest is kept as is, as ``secure_join``
+    does); walked with fds, like ``RootDir.open_dir``."""
+    names: list[str] = []
+    fds = [os.dup(tree.fd)]  # fds[i]: the directory names[:i], while it exists
+    pending = list(reversed(parts))
+    links = 0
+    try:
+        while pending:
+            part = pending.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if names:
+                    names.pop()
+                    if len(fds) > len(names) + 1:
+                        os.close(fds.pop())
+                continue
+            st = None
+            if len(fds) == len(names) + 1:
+                try:
+                    st = os.stat(part, dir_fd=fds[-1], follow_symlinks=False)
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links")
+                target = os.readlink(part, dir_fd=fds[-1])
+                if target.startswith("/"):
+                    names.clear()
+                    while len(fds) > 1:
+                        os.close(fds.pop())
+                pending.extend(reversed(target.split("/")))
+                continue
+            names.append(part)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                try:
+                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+                except OSError:
+                    pass  # replaced meanwhile: the rest is taken as missing
+        return "/" + "/".join(names)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _path_stat(t: _Target, name: str) -> PathStat:
     target = ""
-    if stat.S_ISLNK(st.st_mode):
-        full = secure_join(str(root), abs_path)
-        target = "/" + os.path.relpath(full, os.path.abspath(root)).lstrip(".").lstrip("/")
-        if target == "/.":
-            target = "/"
-    if abs_path.endswith("/") and not stat.S_ISDIR(os.stat(resolved).st_mode):
-        raise errdefs.InvalidArgument(f"not a directory: {abs_path}")
-    return st, target
+    if stat.S_ISLNK(t.st.st_mode):
+        target = _resolved_path(t.tree, t.abs_path.split("/"))
+    return PathStat(
+        name, t.st.st_size, go_file_mode(t.st.st_mode), go_time(t.st.st_mtime_ns), target
+    )
 
 
 def stat_path(root: Path, path: str, *, container: str = "") -> PathStat:
     """What ``HEAD /containers/{id}/archive?path=`` reports."""
-    resolved, abs_path = _resolve(root, path)
-    st, target = _stat(root, resolved, abs_path, container)
-    name = os.path.basename(abs_path.rstrip("/")) or "/"
-    if abs_path.endswith("/."):
-        name = "."
-    return PathStat(name, st.st_size, go_file_mode(st.st_mode), go_time(st.st_mtime_ns), target)
+    with _target(root, path, container) as t:
+        name = os.path.basename(t.abs_path.rstrip("/")) or "/"
+        if t.abs_path.endswith("/."):
+            name = "."
+        return _path_stat(t, name)
 
 
 # -- tar out -------------------------------------------------------------------
@@ -173,25 +271,17 @@ def archive_path(root: Path, path: str, out: BinaryIO, *, container: str = "") -
     named after the requested path's last element (Docker's rebase: a path
     that resolved through a symlink is still named as asked; ``/x/.`` gives
     ``./`` and the directory's contents)."""
-    resolved, abs_path = _resolve(root, path)
-    st, target = _stat(root, resolved, abs_path, container)
-    base = os.path.basename(abs_path.rstrip("/")) or "."
-    if abs_path.endswith("/."):
-        base = "."
-    result = PathStat(
-        "." if base == "." else base,
-        st.st_size,
-        go_file_mode(st.st_mode),
-        go_time(st.st_mtime_ns),
-        target,
-    )
-    source = resolved.rstrip("/") if not resolved.endswith("/.") else resolved[:-2]
-    writer = TarWriter(out)
-    try:
-        _add_tree(writer, base, source or "/", st)
-    except OSError as exc:
-        raise errdefs.System(f"archiving {abs_path}: {exc}")
-    writer.close()
+    with _target(root, path, container) as t:
+        base = os.path.basename(t.abs_path.rstrip("/")) or "."
+        if t.abs_path.endswith("/."):
+            base = "."
+        result = _path_stat(t, base)
+        writer = TarWriter(out)
+        if t.base is None:
+            _add_dir(writer, base, t.fd)
+        else:
+            _add_entry(writer, base, t.fd, t.base, t.st)
+        writer.close()
     return result
 
 
@@ -199,28 +289,48 @@ def export_rootfs(root: Path, out: BinaryIO) -> None:
     """``docker export``: the whole tree, names relative (``bin/``, ``etc/passwd``)."""
     writer = TarWriter(out)
     try:
-        for child in sorted(os.listdir(root), key=os.fsencode):
-            path = os.path.join(root, child)
-            _add_tree(writer, child, path, os.lstat(path))
+        fd = os.open(root, _DIR_FLAGS)
+        try:
+            _add_children(writer, "", fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise errdefs.System(f"exporting the container's filesystem: {exc}")
     writer.close()
 
 
-def _add_tree(writer: TarWriter, name: str, source: str, st: os.stat_result) -> None:
-    if stat.S_ISSOCK(st.st_mode):
-        return
-    writer.add(name, source, st)
+def _add_entry(writer: TarWriter, name: str, parent: int, base: str, st: os.stat_result) -> None:
     if not stat.S_ISDIR(st.st_mode):
+        writer.add_at(name, parent, base, st)
         return
-    prefix = name + "/"  # "./sub" under ".", as dockerd names them
-    for child in sorted(os.listdir(source), key=os.fsencode):
-        path = os.path.join(source, child)
+    try:
+        fd = os.open(base, _DIR_FLAGS, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # gone or replaced meanwhile (a running container)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return  # swapped for a symlink: never followed
+        raise
+    try:
+        _add_dir(writer, name, fd)
+    finally:
+        os.close(fd)
+
+
+def _add_dir(writer: TarWriter, name: str, fd: int) -> None:
+    writer.add_dir_fd(name, fd)
+    _add_children(writer, name + "/", fd)  # "./sub" under ".", as dockerd names them
+
+
+def _add_children(writer: TarWriter, prefix: str, fd: int) -> None:
+    with os.scandir(fd) as it:
+        names = sorted((entry.name for entry in it), key=os.fsencode)
+    for child in names:
         try:
-            child_st = os.lstat(path)
+            child_st = os.stat(child, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             continue  # gone meanwhile (a running container)
-        _add_tree(writer, prefix + child, path, child_st)
+        _add_entry(writer, prefix + child, fd, child, child_st)
 
 
 # -- extract in ----------------------------------------------------------------

@@ -10,7 +10,9 @@ Two ways to find them, one per snapshotter kind:
   layers with overlay's own rules (a whiteout or a non-directory hides
   everything below it, an opaque directory hides the directories below it).
 * copy (``"delete"``): the snapshot is a full tree; it is compared with its
-  parent's full tree, both walked side by side.
+  parent's full tree, both walked side by side. A regular file whose owner,
+  mode, size and mtime are all unchanged is compared byte for byte (once per
+  inode pair): a COPY of other content with the same mtime is a change.
 
 Both walks go depth first with the names of each directory sorted bytewise,
 as Go's ``filepath.Walk`` does, so the order is Docker's and the tar is
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import stat
 import tarfile
@@ -260,18 +263,43 @@ def _same_owner(a: os.stat_result, b: os.stat_result | None) -> bool:
 
 # -- copy ----------------------------------------------------------------------
 
+_COMPARE_CHUNK = 1 << 20
+_Seen = dict[tuple[int, int, int, int], bool]  # (new dev, ino, old dev, ino) -> differs
 
-def _differs(a: os.stat_result, b: os.stat_result, path_a: str, path_b: str) -> bool:
+
+def _differs(a: os.stat_result, b: os.stat_result, path_a: str, path_b: str, seen: _Seen) -> bool:
     if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
         return True
     if stat.S_ISDIR(a.st_mode):
         return False
     if a.st_size != b.st_size or a.st_mtime_ns != b.st_mtime_ns or a.st_rdev != b.st_rdev:
         return True
-    return stat.S_ISLNK(a.st_mode) and os.readlink(path_a) != os.readlink(path_b)
+    if stat.S_ISLNK(a.st_mode):
+        return os.readlink(path_a) != os.readlink(path_b)
+    if not stat.S_ISREG(a.st_mode) or a.st_size == 0:
+        return False
+    # Same size and mtime is not the same file: a COPY of other content with
+    # the same mtime (a context tar's zero mtimes) must still be a change.
+    # Each inode is compared once (a copy keeps hard links: busybox's applets).
+    key = (a.st_dev, a.st_ino, b.st_dev, b.st_ino)
+    if key not in seen:
+        seen[key] = not _same_content(path_a, path_b)
+    return seen[key]
 
 
-def _copy_walk(new: str, old: str | None, rel_dir: str) -> list[_Node]:
+def _same_content(path_a: str, path_b: str) -> bool:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(path_a, flags), "rb") as fa, open(os.open(path_b, flags), "rb") as fb:
+        while True:
+            chunk = fa.read(_COMPARE_CHUNK)
+            if chunk != fb.read(_COMPARE_CHUNK):
+                return False
+            if not chunk:
+                return True
+
+
+def _copy_walk(new: str, old: str | None, rel_dir: str, seen: _Seen | None = None) -> list[_Node]:
+    seen = {} if seen is None else seen
     new_names = _sorted_names(new + (rel_dir or "/"))
     old_names = _sorted_names(old + (rel_dir or "/")) if old is not None else []
     out: list[_Node] = []
@@ -293,16 +321,16 @@ def _copy_walk(new: str, old: str | None, rel_dir: str) -> list[_Node]:
                 continue
             out.append(_Node(rel, ChangeKind.ADD, source, st))
             if is_dir:
-                out.extend(_copy_walk(new, None, rel))
+                out.extend(_copy_walk(new, None, rel, seen))
             continue
         if not is_dir or not stat.S_ISDIR(before.st_mode):
-            if stat.S_ISDIR(before.st_mode) or _differs(st, before, source, old_path):
+            if stat.S_ISDIR(before.st_mode) or _differs(st, before, source, old_path, seen):
                 out.append(_Node(rel, ChangeKind.MODIFY, source, st))
                 if is_dir:
-                    out.extend(_copy_walk(new, None, rel))
+                    out.extend(_copy_walk(new, None, rel, seen))
             continue
-        children = _copy_walk(new, old, rel)
-        own = _differs(st, before, source, old_path)
+        children = _copy_walk(new, old, rel, seen)
+        own = _differs(st, before, source, old_path, seen)
         if children or own:
             out.append(_Node(rel, ChangeKind.MODIFY, source, st))
             out.extend(children)
@@ -340,6 +368,7 @@ _FLUSH = 1 << 20
 _INLINE = 64 << 10  # smaller files are read into the buffer; larger ones go by sendfile
 _OCTAL7 = 0o7777777
 _OCTAL11 = 0o77777777777
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _ustar(
@@ -404,9 +433,12 @@ def _pax(
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _xattrs(path: str) -> dict[str, str]:
+def _xattrs(target: str | int) -> dict[str, str]:
+    """The xattrs of a path (never followed) or of an open fd."""
+    # an fd cannot be combined with follow_symlinks=False (and needs no such care)
+    follow = isinstance(target, int)
     try:
-        keys = os.listxattr(path, follow_symlinks=False)
+        keys = os.listxattr(target, follow_symlinks=follow)
     except OSError:
         return {}
     out = {}
@@ -414,7 +446,7 @@ def _xattrs(path: str) -> dict[str, str]:
         if key.startswith(_SKIP_XATTR_PREFIXES):
             continue
         try:
-            value = os.getxattr(path, key, follow_symlinks=False)
+            value = os.getxattr(target, key, follow_symlinks=follow)
         except OSError:
             continue
         out[key] = value.decode("utf-8", "surrogateescape")
@@ -496,11 +528,8 @@ class TarWriter:
         elif stat.S_ISLNK(mode):
             self.header(name, st, tarfile.SYMTYPE, link=os.readlink(source), xattrs=xattrs)
         elif stat.S_ISREG(mode):
-            if st.st_nlink > 1:
-                first = self.links.setdefault((st.st_dev, st.st_ino), name)
-                if first != name:
-                    self.header(name, st, tarfile.LNKTYPE, link=first, xattrs=xattrs)
-                    return
+            if self._hardlink(name, st, xattrs):
+                return
             self.header(name, st, tarfile.REGTYPE, size=st.st_size, xattrs=xattrs)
             self._content(source, st.st_size)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -509,34 +538,96 @@ class TarWriter:
         elif stat.S_ISFIFO(mode):
             self.header(name, st, tarfile.FIFOTYPE, xattrs=xattrs)
 
-    def _content(self, path: str, size: int) -> None:
-        # The file may change under a running container: exactly ``size``
-        # bytes go out (zero-padded if it shrank) so the archive stays valid.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # -- fd-based: for trees that change meanwhile (docker cp, export) --------
+
+    def add_dir_fd(self, name: str, fd: int) -> os.stat_result:
+        """The directory open as ``fd`` as entry ``name/``; returns its stat."""
+        st = os.fstat(fd)
+        self.header(name.rstrip("/") + "/", st, tarfile.DIRTYPE, xattrs=_xattrs(fd))
+        return st
+
+    def add_at(self, name: str, dir_fd: int, base: str, st: os.stat_result) -> None:
+        """The non-directory ``base`` of the directory open as ``dir_fd`` as
+        entry ``name``, nothing resolved by path: a container swapping
+        entries for symlinks or device nodes meanwhile cannot make this read
+        anything but the file it names. ``st`` is its ``lstat``; an entry
+        gone or turned into a directory since is left out."""
+        if stat.S_ISREG(st.st_mode):
+            # O_PATH pins the inode without opening it (a device node swapped
+            # in is never opened); only a regular file is then reopened to read
+            try:
+                pinned = os.open(base, _PATH_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return
+            try:
+                st = os.fstat(pinned)
+                if stat.S_ISREG(st.st_mode):
+                    self._regular_fd(name, pinned, st)
+                    return
+            finally:
+                os.close(pinned)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            return
+        # symlinks, devices, fifos are never opened: the magic link pins the
+        # directory, the last component is not followed
         try:
-            if size <= _INLINE or self.fd is None:
-                left = size
-                while left > 0:
-                    chunk = os.read(fd, min(left, _FLUSH))
-                    if not chunk:
-                        break
-                    self.buf += chunk
-                    left -= len(chunk)
-                    if len(self.buf) >= _FLUSH:
-                        self.flush()
-                self.buf += bytes(left)
-            else:
-                self.flush()
-                self.out.flush()
-                sent = 0
-                while sent < size:
-                    n = os.sendfile(self.fd, fd, sent, size - sent)
-                    if n == 0:
-                        break
-                    sent += n
-                self.buf += bytes(size - sent)
+            self.add(name, f"/proc/self/fd/{dir_fd}/{base}", st)
+        except OSError as exc:
+            # gone, or no longer a symlink when read: nothing was written yet
+            if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                raise
+
+    def _regular_fd(self, name: str, pinned: int, st: os.stat_result) -> None:
+        fd = os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            xattrs = _xattrs(fd)
+            if self._hardlink(name, st, xattrs):
+                return
+            self.header(name, st, tarfile.REGTYPE, size=st.st_size, xattrs=xattrs)
+            self._content_fd(fd, st.st_size)
         finally:
             os.close(fd)
+
+    def _hardlink(self, name: str, st: os.stat_result, xattrs: dict[str, str]) -> bool:
+        """Write a link entry when this inode was archived before under another name."""
+        if st.st_nlink > 1:
+            first = self.links.setdefault((st.st_dev, st.st_ino), name)
+            if first != name:
+                self.header(name, st, tarfile.LNKTYPE, link=first, xattrs=xattrs)
+                return True
+        return False
+
+    def _content(self, path: str, size: int) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            self._content_fd(fd, size)
+        finally:
+            os.close(fd)
+
+    def _content_fd(self, fd: int, size: int) -> None:
+        # The file may change under a running container: exactly ``size``
+        # bytes go out (zero-padded if it shrank) so the archive stays valid.
+        if size <= _INLINE or self.fd is None:
+            left = size
+            while left > 0:
+                chunk = os.read(fd, min(left, _FLUSH))
+                if not chunk:
+                    break
+                self.buf += chunk
+                left -= len(chunk)
+                if len(self.buf) >= _FLUSH:
+                    self.flush()
+            self.buf += bytes(left)
+        else:
+            self.flush()
+            self.out.flush()
+            sent = 0
+            while sent < size:
+                n = os.sendfile(self.fd, fd, sent, size - sent)
+                if n == 0:
+                    break
+                sent += n
+            self.buf += bytes(size - sent)
         self.buf += bytes(-size % _BLOCK)
         if len(self.buf) >= _FLUSH:
             self.flush()

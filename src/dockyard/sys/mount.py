@@ -1,4 +1,4 @@
-"""mount(2) and umount2(2).
+"""mount(2), umount2(2), and statfs(2)'s file system type.
 
 Flags are the kernel's MS_* values. Errno meanings that callers rely on:
 EINVAL from umount2 means "not a mount point"; EBUSY means still in use
@@ -142,3 +142,19 @@ def parse_options(options: list[str]) -> tuple[int, list[int], str]:
         else:
             data.append(option)
     return flags, propagation, ",".join(data)
+
+
+# statfs(2) f_type values, named as dockerd's "Backing Filesystem"
+FS_NAMES = {0xEF53: "extfs", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs"}
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def filesystem_name(path: str) -> str:
+    """The type of the file system holding ``path`` ("extfs", "xfs", ...)."""
+    buf = _StatFs()
+    if libc.statfs(str(path).encode(), ctypes.byref(buf)) != 0:
+        return "<unknown>"
+    return FS_NAMES.get(buf.f_type & 0xFFFFFFFF, "<unknown>")
