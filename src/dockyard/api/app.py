@@ -59,8 +59,11 @@ async def _middleware(request: web.Request, handler):
         return error_response(exc.status, exc.message)
     except web.HTTPException:
         raise
-    except (ConnectionResetError, ConnectionError):
-        raise
+    except ConnectionError:
+        # The client went away mid-answer (the docker CLI closes a `cp` stream
+        # once it has the tar's end, before the last chunk): not an error. A
+        # fresh response lets aiohttp end the exchange quietly.
+        return web.Response(status=499)
     except Exception as exc:  # the API edge: anything else is a 500 with its text
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, str(exc) or exc.__class__.__name__)
