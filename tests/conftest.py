@@ -1,6 +1,7 @@
 """Shared fixtures: a real daemon per test session (per xdist worker) in
 temporary roots, with its own socket and cgroup parent, torn down completely
-at the end."""
+at the end; and the reference dockerd (started by ``bench/run.py``'s helpers)
+for the tests that compare against it."""
 
 from __future__ import annotations
 
@@ -106,11 +107,19 @@ class DaemonHandle:
             timeout=timeout,
         )
 
-    def docker(self, *args: str, check: bool = True, input: bytes | None = None, timeout=60):
-        """Run the real docker CLI against this daemon."""
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        input: bytes | None = None,
+        timeout=60,
+        config: Path | None = None,
+    ):
+        """Run the real docker CLI against this daemon (with its client config,
+        logins included, in ``config`` when given)."""
         return subprocess.run(
             ["docker", *args],
-            env={**self.env, "DOCKER_CONFIG": str(self.base / "dcfg")},
+            env={**self.env, "DOCKER_CONFIG": str(config or self.base / "dcfg")},
             capture_output=True,
             input=input,
             check=check,
@@ -127,6 +136,20 @@ class DaemonHandle:
         ids = self.cli("ps", "-aq", check=False).stdout.split()
         if ids:
             self.cli("rm", "-f", *[i.decode() for i in ids], check=False)
+
+    def teardown(self) -> list[str]:
+        """Removes the containers, stops the daemon, its network and cgroups,
+        deletes its roots; returns what it left behind (``leftovers``)."""
+        try:
+            if self.proc is not None:
+                self.cleanup_containers()
+        finally:
+            self.stop()
+            self.cleanup_network()
+            left = leftovers(self)
+            remove_cgroup_parent(self)
+            shutil.rmtree(self.base, ignore_errors=True)
+        return left
 
 
 def leftovers(handle: DaemonHandle) -> list[str]:
@@ -183,12 +206,25 @@ def daemon():
     finally:
         try:
             if handle.proc is None:
-                handle.start()
-            handle.cleanup_containers()
+                handle.start()  # a test stopped it: its containers go through it
         finally:
-            handle.stop()
-            handle.cleanup_network()
-            left = leftovers(handle)
-            remove_cgroup_parent(handle)
-            shutil.rmtree(base, ignore_errors=True)
+            left = handle.teardown()
         assert not left, f"the daemon left things behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    """The reference dockerd (Debian's docker.io) with busybox imported, as
+    ``bench/run.py`` starts it (an ``Engine``); skipped when not installed."""
+    from bench import run as bench_run
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    engine = bench_run.start_engine("dockerd", prefix="dy-ref")
+    if engine is None:
+        pytest.skip("dockerd is not installed")
+    try:
+        bench_run.import_busybox(engine)
+        yield engine
+    finally:
+        bench_run.stop(engine)

@@ -9,26 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from dockyard import errdefs
+from dockyard import errdefs, gofmt
 from dockyard.builder import executor as ex
 from dockyard.builder.cache import BuildCache
 from dockyard.store.metadata import Database
 
 
 def test_go_formatting():
-    assert ex.go_list_q(["sh", "-c"]) == '["sh" "-c"]'
-    assert ex.go_list_q(['a "b"']) == '["a \\"b\\""]'
-    assert ex.go_list_q(None) == "[]"
-    assert ex.go_list_v(["/bin/sh", "-c"]) == "[/bin/sh -c]"
-    assert ex.go_duration(0) == "0s"
-    assert ex.go_duration(30 * 10**9) == "30s"
-    assert ex.go_duration(90 * 10**9) == "1m30s"
-    assert ex.go_duration(3600 * 10**9 + 1) == "1h0m0.000000001s"
-    assert ex.go_duration(1_500_000) == "1.5ms"
-    assert ex.go_rune_q(0) == "'\\x00'"
-    assert ex.go_rune_q(3) == "'\\x03'"
-    assert ex.go_rune_q(65) == "'A'"
-    assert ex.go_rune_q(10) == "'\\n'"
+    assert gofmt.go_list_q(["sh", "-c"]) == '["sh" "-c"]'
+    assert gofmt.go_list_q(['a "b"']) == '["a \\"b\\""]'
+    assert gofmt.go_list_q(None) == "[]"
+    assert gofmt.go_list_v(["/bin/sh", "-c"]) == "[/bin/sh -c]"
+    assert gofmt.go_duration(0) == "0s"
+    assert gofmt.go_duration(30 * 10**9) == "30s"
+    assert gofmt.go_duration(90 * 10**9) == "1m30s"
+    assert gofmt.go_duration(3600 * 10**9 + 1) == "1h0m0.000000001s"
+    assert gofmt.go_duration(1_500_000) == "1.5ms"
+    assert gofmt.go_rune_q(0) == "'\\x00'"
+    assert gofmt.go_rune_q(3) == "'\\x03'"
+    assert gofmt.go_rune_q(65) == "'A'"
+    assert gofmt.go_rune_q(10) == "'\\n'"
 
 
 def test_healthcheck_comment_matches_docker():

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockyard.cli.gofmt import go_float, sprintf
 from dockyard.cli.tabwriter import tabwrite
 from dockyard.cli.template import TemplateError, parse
+from dockyard.gofmt import go_float, sprintf
 
 DATA = {
     "Names": ["/a", "/b"],

@@ -45,13 +45,8 @@ from dockyard.builder import instructions as ins
 from dockyard.builder.cache import BuildCache
 from dockyard.builder.context import BuildContext, relative_path
 from dockyard.builder.parser import chomp_heredoc, parse_heredoc
-from dockyard.builder.shell_lex import (
-    ShellLex,
-    go_quote,
-    is_builtin_arg,
-    normalize_platform,
-    platform_args,
-)
+from dockyard.builder.shell_lex import ShellLex, is_builtin_arg, normalize_platform, platform_args
+from dockyard.gofmt import go_duration, go_list_q, go_list_v, go_quote, go_rune_q
 from dockyard.image import config as imgconfig
 from dockyard.image import reference
 
@@ -96,63 +91,6 @@ class StepFailed(errdefs.InvalidArgument):
     def __init__(self, message: str, *, code: int) -> None:
         super().__init__(message)
         self.code = code
-
-
-# -- Go formatting, for history strings that must read like Docker's ----------
-
-
-def go_list_q(items: list[str] | tuple[str, ...] | None) -> str:
-    """Go's ``%q`` of a ``[]string``: ``["sh" "-c"]``."""
-    return "[" + " ".join(go_quote(s) for s in items or ()) + "]"
-
-
-def go_list_v(items: list[str] | tuple[str, ...] | None) -> str:
-    """Go's ``%v`` of a ``[]string``: ``[/bin/sh -c]``."""
-    return "[" + " ".join(items or ()) + "]"
-
-
-def go_duration(ns: int) -> str:
-    """Go's ``time.Duration.String``."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-
-    def frac(value: int, unit: int) -> str:
-        whole, rest = divmod(value, unit)
-        if not rest:
-            return str(whole)
-        digits = len(str(unit)) - 1
-        return f"{whole}." + f"{rest:0{digits}d}".rstrip("0")
-
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{frac(ns, 1_000)}µs"
-    if ns < 1_000_000_000:
-        return f"{sign}{frac(ns, 1_000_000)}ms"
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    out = sign
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    return out + frac(rest, 1_000_000_000) + "s"
-
-
-def go_rune_q(value: int) -> str:
-    """Go's ``%q`` of an int (a rune literal): ``'\\x00'``, ``'A'``."""
-    escapes = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
-    if value in escapes:
-        return f"'{escapes[value]}'"
-    if value in (39, 92):
-        return f"'\\{chr(value)}'"
-    if 32 <= value < 127:
-        return f"'{chr(value)}'"
-    if value < 128:
-        return f"'\\x{value:02x}'"
-    return f"'\\u{value:04x}'"
 
 
 def _healthcheck_comment(hc: dict[str, Any]) -> str:

@@ -33,7 +33,8 @@ from typing import ClassVar
 
 from dockyard.builder import parser as _parser
 from dockyard.builder.parser import DockerfileParseError, Heredoc, Node
-from dockyard.builder.shell_lex import ShellLex, go_quote
+from dockyard.builder.shell_lex import ShellLex
+from dockyard.gofmt import go_quote
 
 __all__ = [
     "Add",

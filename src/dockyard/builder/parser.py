@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dockyard import errdefs
-from dockyard.builder.shell_lex import GO_SPACES, ExpansionError, ShellLex, go_quote, is_go_space
+from dockyard.builder.shell_lex import GO_SPACES, ExpansionError, ShellLex, is_go_space
+from dockyard.gofmt import go_quote
 
 DEFAULT_ESCAPE = "\\"
 MAX_LINE_BYTES = 64 * 1024  # bufio.MaxScanTokenSize: Docker's line limit

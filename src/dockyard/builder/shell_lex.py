@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dockyard import errdefs
+from dockyard.gofmt import go_quote
 
 _EOF = ""
 # What Go prints for scanner.EOF formatted with %c/string(rune(-1)).
@@ -52,39 +53,6 @@ _GO_SPACE_SET = frozenset(GO_SPACES)
 def is_go_space(ch: str) -> bool:
     """Go's ``unicode.IsSpace``."""
     return ch in _GO_SPACE_SET
-
-
-def go_quote(s: str) -> str:
-    """Go's ``%q`` of a string, for messages that must read like Docker's."""
-    out = ['"']
-    for ch in s:
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        else:
-            code = ord(ch)
-            if code < 0x80:
-                out.append(f"\\x{code:02x}")
-            elif code < 0x10000:
-                out.append(f"\\u{code:04x}")
-            else:
-                out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dockyard import units
-from dockyard.cli.gofmt import MISSING, go_quote
 from dockyard.cli.tabwriter import tabwrite
 from dockyard.cli.template import BUILTINS, HEADER_FUNCS, TemplateError, parse
+from dockyard.gofmt import MISSING, go_quote
 
 TABLE = "table"
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.cli.gofmt import MISSING, format_value, go_json, go_type, sprintf
 from dockyard.errdefs import InvalidArgument
+from dockyard.gofmt import MISSING, format_value, go_json, go_type, sprintf
 
 
 class TemplateError(InvalidArgument):

@@ -1,6 +1,9 @@
-"""Go's ``fmt`` as far as ``--format`` templates need it: ``%v`` of values
-decoded from JSON (slices ``[a b]``, maps ``map[k:v]``, floats printed the
-way Go prints a float64) and ``Sprintf`` with the common verbs.
+"""Go's ``fmt`` and ``strconv`` as far as we must print like Go programs do:
+``%v`` of values decoded from JSON (slices ``[a b]``, maps ``map[k:v]``,
+floats printed the way Go prints a float64) and ``Sprintf`` with the common
+verbs for ``--format`` templates; ``strconv.Quote``, ``%q``/``%v`` of string
+slices, runes and ``time.Duration`` for the builder's history strings and
+messages that must read like dockerd's.
 """
 
 from __future__ import annotations
@@ -102,26 +105,90 @@ def go_type(value: Any) -> str:
 
 
 def go_quote(text: str) -> str:
-    """``strconv.Quote``."""
+    """``strconv.Quote`` (Go's ``%q`` of a string)."""
     out = ['"']
     for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
+        if ch == '"' or ch == "\\":
             out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif not ch.isprintable() and code > 0x7F:
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
+        elif ch.isprintable():
             out.append(ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        else:
+            code = ord(ch)
+            if code < 0x80:
+                out.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
     out.append('"')
     return "".join(out)
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def go_list_q(items: list[str] | tuple[str, ...] | None) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["sh" "-c"]``."""
+    return "[" + " ".join(go_quote(s) for s in items or ()) + "]"
+
+
+def go_list_v(items: list[str] | tuple[str, ...] | None) -> str:
+    """Go's ``%v`` of a ``[]string``: ``[/bin/sh -c]``."""
+    return "[" + " ".join(items or ()) + "]"
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String``."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+
+    def frac(value: int, unit: int) -> str:
+        whole, rest = divmod(value, unit)
+        if not rest:
+            return str(whole)
+        digits = len(str(unit)) - 1
+        return f"{whole}." + f"{rest:0{digits}d}".rstrip("0")
+
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{frac(ns, 1_000)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{frac(ns, 1_000_000)}ms"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    out = sign
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + frac(rest, 1_000_000_000) + "s"
+
+
+def go_rune_q(value: int) -> str:
+    """Go's ``%q`` of an int (a rune literal): ``'\\x00'``, ``'A'``."""
+    escapes = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
+    if value in escapes:
+        return f"'{escapes[value]}'"
+    if value in (39, 92):
+        return f"'\\{chr(value)}'"
+    if 32 <= value < 127:
+        return f"'{chr(value)}'"
+    if value < 128:
+        return f"'\\x{value:02x}'"
+    return f"'\\u{value:04x}'"
 
 
 def go_json(value: Any) -> str:
