@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockyard import errdefs, gofmt
+from dockyard.builder import copying
 from dockyard.builder import executor as ex
 from dockyard.builder.cache import BuildCache
 from dockyard.store.metadata import Database
@@ -57,11 +58,11 @@ def test_build_args_scoping():
 
 
 def test_normalize_dest():
-    assert ex._normalize_dest("/src", ".") == "/src"
-    assert ex._normalize_dest("/src", "./") == "/src/"
-    assert ex._normalize_dest("/", "app/") == "/app/"
-    assert ex._normalize_dest("/w", "../x") == "/x"
-    assert ex._normalize_dest("/w", "/abs") == "/abs"
+    assert copying.normalize_dest("/src", ".") == "/src"
+    assert copying.normalize_dest("/src", "./") == "/src/"
+    assert copying.normalize_dest("/", "app/") == "/app/"
+    assert copying.normalize_dest("/w", "../x") == "/x"
+    assert copying.normalize_dest("/w", "/abs") == "/abs"
 
 
 def test_glob_and_hash(tmp_path: Path):
@@ -69,24 +70,24 @@ def test_glob_and_hash(tmp_path: Path):
     (tmp_path / "b.md").write_text("b")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.md").write_text("c")
-    assert ex._glob(str(tmp_path), "*.md") == ["a.md", "b.md"]
-    assert ex._glob(str(tmp_path), "*/c.md") == ["sub/c.md"]
-    assert ex._glob(str(tmp_path), "sub/*.md") == ["sub/c.md"]
-    assert ex._glob(str(tmp_path), "*.txt") == []
-    before = ex._hash_tree(str(tmp_path))
+    assert copying.glob(str(tmp_path), "*.md") == ["a.md", "b.md"]
+    assert copying.glob(str(tmp_path), "*/c.md") == ["sub/c.md"]
+    assert copying.glob(str(tmp_path), "sub/*.md") == ["sub/c.md"]
+    assert copying.glob(str(tmp_path), "*.txt") == []
+    before = copying.hash_tree(str(tmp_path))
     os.utime(tmp_path / "a.md", (1, 1))
-    assert ex._hash_tree(str(tmp_path)) == before  # mtimes do not count
+    assert copying.hash_tree(str(tmp_path)) == before  # mtimes do not count
     (tmp_path / "a.md").write_text("changed")
-    assert ex._hash_tree(str(tmp_path)) != before
+    assert copying.hash_tree(str(tmp_path)) != before
     os.chmod(tmp_path / "b.md", 0o600)
-    assert ex._hash_tree(str(tmp_path / "b.md")) != ex._hash_tree(str(tmp_path / "a.md"))
+    assert copying.hash_tree(str(tmp_path / "b.md")) != copying.hash_tree(str(tmp_path / "a.md"))
 
 
 def test_chmod_parsing():
-    assert ex._chmod("") is None
-    assert ex._chmod("640") == 0o640
+    assert copying.parse_chmod("") is None
+    assert copying.parse_chmod("640") == 0o640
     with pytest.raises(errdefs.InvalidArgument):
-        ex._chmod("9z")
+        copying.parse_chmod("9z")
 
 
 def test_parse_tag():
