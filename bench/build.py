@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import import_busybox, start_dockerd, start_dockyard, stop
+from run import measure_each
 
 DOCKERFILE = """\
 FROM busybox
@@ -72,19 +72,7 @@ def main() -> None:
     try:
         ctx = work / "ctx"
         make_context(ctx)
-        for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
-            base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
-            (base / "none.json").write_text("{}")
-            engine = starter(base)
-            if engine is None:
-                shutil.rmtree(base, ignore_errors=True)
-                print(f"({name} is not installed: measuring dockyard alone)")
-                continue
-            try:
-                import_busybox(engine)
-                rows[name] = measure(engine, ctx, args.runs)
-            finally:
-                stop(engine)
+        rows = measure_each(lambda engine: measure(engine, ctx, args.runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     keys = list(next(iter(rows.values())))

@@ -29,22 +29,19 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
-from bench.run import Engine, import_busybox, start_dockyard
+from bench.run import ENGINES, Engine, import_busybox, start_engine
 
 DOCKERD_BIP = "10.251.0.1/24"
 CHUNK = 1 << 20
 
 
-def start_dockerd(base: Path) -> Engine | None:
-    """bench.run's dockerd, with its bridge and iptables on this time."""
-    return run.start_dockerd(base, ("--bip", DOCKERD_BIP, "--iptables=true"))
+DOCKERD_NETWORK = ("--bip", DOCKERD_BIP, "--iptables=true")  # its bridge and iptables on
 
 
 def stop(engine: Engine) -> None:
@@ -268,12 +265,9 @@ def main() -> None:
     chains_before = _docker_chains()
     policy = _forward_policy()
     try:
-        for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
-            base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
-            (base / "none.json").write_text("{}")
-            engine = starter(base)
+        for name in ENGINES:
+            engine = start_engine(name, dockerd_network=DOCKERD_NETWORK)
             if engine is None:
-                shutil.rmtree(base, ignore_errors=True)
                 print(f"({name} is not installed: measuring dockyard alone)")
                 continue
             engines.append(engine)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -26,7 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import start_dockerd, start_dockyard, stop
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from run import measure_each
+from tests.integration.registry_helpers import skopeo_push, write_oci_image
 
 
 def _free_port() -> int:
@@ -75,55 +76,13 @@ def seed(base: Path, ref: str, size_mb: int) -> None:
     layer_size = packed.stat().st_size
     packed.rename(blobs / layer_digest[7:])
 
-    def put(data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        (blobs / digest[7:]).write_bytes(data)
-        return digest
-
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        }
-    ).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest,
-                    "size": layer_size,
-                }
-            ],
-        }
-    ).encode()
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": put(manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "1"},
-            }
-        ],
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": layer_digest,
+        "size": layer_size,
     }
-    (layout / "index.json").write_text(json.dumps(index))
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    subprocess.run(
-        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{ref}"],
-        check=True,
-        capture_output=True,
-    )
+    write_oci_image(layout, layer, diff_id, tag="1")
+    skopeo_push(layout, ref, tag="1")
     shutil.rmtree(layout)
 
 
@@ -172,18 +131,7 @@ def main() -> None:
         t0 = time.perf_counter()
         seed(work, ref, args.size_mb)
         print(f"seeded {args.size_mb} MB in {time.perf_counter() - t0:.1f}s")
-        for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
-            base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
-            (base / "none.json").write_text("{}")
-            engine = starter(base)
-            if engine is None:
-                shutil.rmtree(base, ignore_errors=True)
-                print(f"({name} is not installed)")
-                continue
-            try:
-                results[name] = measure(engine, ref, args.runs)
-            finally:
-                stop(engine)
+        results = measure_each(lambda engine: measure(engine, ref, args.runs), busybox=False)
     finally:
         registry.terminate()
         registry.wait(10)

@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
+from tests.e2e.registry_peers import free_port
 from tests.integration.registry_helpers import (
-    free_port,
     registry_process,
     wait_http,
     write_oci_layout,

@@ -20,10 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 VENV_BIN = Path(sys.executable).parent
+ENGINES = ("dockyard", "dockerd")  # the order every benchmark measures them in
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,9 +94,10 @@ def start_dockyard(base: Path) -> Engine:
     return engine
 
 
-def start_dockerd(
-    base: Path, network_flags: tuple[str, ...] = ("--bridge=none", "--iptables=false")
-) -> Engine | None:
+DOCKERD_NETWORK = ("--bridge=none", "--iptables=false")
+
+
+def start_dockerd(base: Path, network_flags: tuple[str, ...] = DOCKERD_NETWORK) -> Engine | None:
     if shutil.which("dockerd") is None:
         return None
     sock = base / "docker.sock"
@@ -150,6 +155,40 @@ def stop(engine: Engine) -> None:
     for parent in Path("/sys/fs/cgroup").glob(f"*/dockyard-bench-{os.getpid()}"):
         with contextlib.suppress(OSError):
             parent.rmdir()
+
+
+def start_engine(
+    name: str, prefix: str = "bench", dockerd_network: tuple[str, ...] = DOCKERD_NETWORK
+) -> Engine | None:
+    """``name`` ("dockyard" or "dockerd") started on a fresh directory under
+    /tmp (``stop`` removes it), or None when it is not installed."""
+    base = Path(tempfile.mkdtemp(prefix=f"{prefix}-{name[:4]}-", dir="/tmp"))
+    (base / "none.json").write_text("{}")
+    if name == "dockyard":
+        engine: Engine | None = start_dockyard(base)
+    else:
+        engine = start_dockerd(base, dockerd_network)
+    if engine is None:
+        shutil.rmtree(base, ignore_errors=True)
+    return engine
+
+
+def measure_each(measure: Callable[[Engine], T], *, busybox: bool = True) -> dict[str, T]:
+    """``measure`` on each installed engine in turn, each started fresh (with
+    busybox imported unless told otherwise) and stopped after; by engine name."""
+    results: dict[str, T] = {}
+    for name in ENGINES:
+        engine = start_engine(name)
+        if engine is None:
+            print(f"({name} is not installed: measuring dockyard alone)")
+            continue
+        try:
+            if busybox:
+                import_busybox(engine)
+            results[name] = measure(engine)
+        finally:
+            stop(engine)
+    return results
 
 
 def import_busybox(engine: Engine) -> None:
@@ -243,20 +282,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/run.py needs root")
-    rows: dict[str, dict[str, float]] = {}
-    for name, starter in (("dockyard", start_dockyard), ("dockerd", start_dockerd)):
-        base = Path(tempfile.mkdtemp(prefix=f"bench-{name[:4]}-", dir="/tmp"))
-        (base / "none.json").write_text("{}")
-        engine = starter(base)
-        if engine is None:
-            shutil.rmtree(base, ignore_errors=True)
-            print(f"({name} is not installed: measuring dockyard alone)")
-            continue
-        try:
-            import_busybox(engine)
-            rows[name] = bench_engine(engine, args.runs)
-        finally:
-            stop(engine)
+    rows = measure_each(lambda engine: bench_engine(engine, args.runs))
     print_table(rows, decimals=3)
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real daemon per test session (per xdist worker) in
 temporary roots, with its own socket and cgroup parent, torn down completely
-at the end; and the reference dockerd (started by ``bench/run.py``'s helpers)
-for the tests that compare against it."""
+at the end; the reference dockerd (started by ``bench/run.py``'s helpers)
+for the tests that compare against it; snapshotters of each kind and the
+busybox rootfs tar for the image tests."""
 
 from __future__ import annotations
 
@@ -210,6 +211,27 @@ def daemon():
         finally:
             left = handle.teardown()
         assert not left, f"the daemon left things behind: {left}"
+
+
+@pytest.fixture(params=["overlay", "copy"])
+def sn(request, tmp_path: Path):
+    """A fresh snapshotter of each kind under ``tmp_path``."""
+    from dockyard.store.snapshots import CopySnapshotter, OverlaySnapshotter
+
+    kind = OverlaySnapshotter if request.param == "overlay" else CopySnapshotter
+    return kind(tmp_path / "snapshots")
+
+
+@pytest.fixture(scope="session")
+def busybox_tar() -> bytes:
+    """The host's busybox as a rootfs tar (``dockyard.image.busybox``)."""
+    import io
+
+    from dockyard.image.busybox import build_rootfs_tar
+
+    buf = io.BytesIO()
+    build_rootfs_tar(buf)
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

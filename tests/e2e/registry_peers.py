@@ -150,15 +150,24 @@ def htpasswd_file(path: Path, user: str, password: str) -> Path:
 
 
 # -- our registry with TLS ------------------------------------------------------------------
-@contextmanager
-def our_registry(root: Path, *extra: str, ip: str = "127.0.0.1") -> Iterator[str]:
-    """``dockyard registry serve`` (any flags, TLS too); yields ``ip:port``."""
+def spawn_our_registry(
+    root: Path, *extra: str, ip: str = "127.0.0.1"
+) -> tuple[int, subprocess.Popen]:
+    """Starts ``dockyard registry serve`` (any flags, TLS too) on a free port
+    of ``ip``; returns the port and the process, not yet listening."""
     port = free_port(ip)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dockyard.cli.registry", "serve",
          "--addr", f"{ip}:{port}", "--root", str(root), *extra],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
+    return port, proc
+
+
+@contextmanager
+def our_registry(root: Path, *extra: str, ip: str = "127.0.0.1") -> Iterator[str]:
+    """``dockyard registry serve`` (any flags, TLS too); yields ``ip:port``."""
+    port, proc = spawn_our_registry(root, *extra, ip=ip)
     try:
         wait_port(ip, port, proc)
         yield f"{ip}:{port}"

@@ -8,13 +8,8 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("dockerd") is None, reason="dockerd not installed"),
@@ -42,23 +37,6 @@ WORKDIR app
 ENTRYPOINT ["sh", "-c"]
 CMD ["cat /app/out.txt"]
 """
-
-
-@pytest.fixture(scope="module")
-def dockerd():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import run as bench_run
-    finally:
-        sys.path.remove(str(BENCH))
-    base = Path(tempfile.mkdtemp(prefix="dy-refd-", dir="/tmp"))
-    (base / "none.json").write_text("{}")
-    engine = bench_run.start_dockerd(base)
-    try:
-        bench_run.import_busybox(engine)
-        yield engine
-    finally:
-        bench_run.stop(engine)
 
 
 def _normalize(created_by: str) -> str:

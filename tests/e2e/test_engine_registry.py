@@ -18,45 +18,34 @@ from tests.e2e.registry_peers import htpasswd_file, make_pki, our_registry, stop
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI missing")
 
 
-def _docker(daemon, cfg: Path, *args: str, check: bool = True, input: bytes | None = None):
-    return subprocess.run(
-        ["docker", *args],
-        env={**daemon.env, "DOCKER_CONFIG": str(cfg)},
-        capture_output=True,
-        check=check,
-        input=input,
-        timeout=120,
-    )
-
-
 def _round_trip(daemon, cfg: Path, host: str, repo: str) -> str:
     """Log in, push, rmi, pull; returns the pushed digest."""
     name = f"{host}/{repo}"
     daemon.docker("tag", "busybox", name)
     try:
-        denied = _docker(daemon, cfg, "push", name, check=False)
+        denied = daemon.docker("push", name, check=False, config=cfg)
         assert denied.returncode == 1
         assert b"unauthorized" in denied.stderr or b"no basic auth" in denied.stderr, denied.stderr
 
-        wrong = _docker(daemon, cfg, "login", host, "-u", "alice", "-p", "nope", check=False)
+        wrong = daemon.docker("login", host, "-u", "alice", "-p", "nope", check=False, config=cfg)
         assert wrong.returncode == 1, wrong.stdout
         assert b"unauthorized" in wrong.stderr.lower() or b"401" in wrong.stderr
 
-        ok = _docker(daemon, cfg, "login", host, "-u", "alice", "--password-stdin",
-                     input=b"s3cret\n")  # fmt: skip
+        ok = daemon.docker("login", host, "-u", "alice", "--password-stdin",
+                           input=b"s3cret\n", config=cfg)  # fmt: skip
         assert b"Login Succeeded" in ok.stdout
-        pushed = _docker(daemon, cfg, "push", name).stdout.decode()
+        pushed = daemon.docker("push", name, config=cfg).stdout.decode()
         assert ": Pushed" in pushed or ": Layer already exists" in pushed, pushed
         digest = pushed.split("digest: ")[1].split()[0]
-        again = _docker(daemon, cfg, "push", name).stdout.decode()
+        again = daemon.docker("push", name, config=cfg).stdout.decode()
         assert ": Layer already exists" in again
         image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
         daemon.docker("rmi", name)
-        pulled = _docker(daemon, cfg, "pull", name).stdout.decode()
+        pulled = daemon.docker("pull", name, config=cfg).stdout.decode()
         assert f"Digest: {digest}" in pulled
         assert f"Status: Downloaded newer image for {name}" in pulled
         assert daemon.docker("image", "inspect", "-f", "{{.Id}}", name).stdout.strip() == image_id
-        out = _docker(daemon, cfg, "logout", host).stdout
+        out = daemon.docker("logout", host, config=cfg).stdout
         assert b"Removing login credentials" in out
         return digest
     finally:

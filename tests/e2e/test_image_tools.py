@@ -251,7 +251,7 @@ def copy_daemon():
     import tempfile
     from pathlib import Path
 
-    from tests.conftest import DaemonHandle, leftovers, remove_cgroup_parent
+    from tests.conftest import DaemonHandle
 
     if os.geteuid() != 0:
         pytest.skip("needs root")
@@ -262,21 +262,12 @@ def copy_daemon():
     (snapshots / "metadata.json").write_text(
         json.dumps({"driver": "vfs", "next_id": 1, "snapshots": {}})
     )
-    left: list[str] = []
     try:
         handle.start()
         handle.import_busybox()
         yield handle
     finally:
-        try:
-            if handle.proc is not None:
-                handle.cleanup_containers()
-        finally:
-            handle.stop()
-            handle.cleanup_network()
-            left = leftovers(handle)
-            remove_cgroup_parent(handle)
-            shutil.rmtree(base, ignore_errors=True)
+        left = handle.teardown()
     assert not left, f"the daemon left things behind: {left}"
 
 

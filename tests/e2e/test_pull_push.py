@@ -6,7 +6,6 @@ docker SDK as clients."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import io
 import json
@@ -20,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.integration.registry_helpers import skopeo_push, write_oci_layout
 
 pytestmark = pytest.mark.skipif(
     shutil.which("docker-registry") is None or shutil.which("docker") is None,
@@ -83,17 +84,6 @@ def auth_registry(tmp_path_factory):
     reg.stop()
 
 
-def _docker(daemon, cfg: Path, *args: str, check: bool = True, input: bytes | None = None):
-    return subprocess.run(
-        ["docker", *args],
-        env={**daemon.env, "DOCKER_CONFIG": str(cfg)},
-        capture_output=True,
-        check=check,
-        input=input,
-        timeout=120,
-    )
-
-
 def _image_id(daemon, ref: str) -> str:
     return daemon.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.decode().strip()
 
@@ -134,9 +124,8 @@ def test_push_rmi_pull_round_trip(daemon, registry, tmp_path):
 
 def test_fresh_pull_downloads_and_runs(daemon, registry):
     """A layer the engine has never seen: downloaded, verified, unpacked, runnable."""
-    layer, diff_id = _layer_tar({"hello.txt": b"from the registry\n"})
     name = f"{registry.host}/sk/hello:1"
-    _skopeo_seed(registry, name, layer, diff_id)
+    diff_id = _skopeo_seed(name, {"hello.txt": b"from the registry\n"})
     out = daemon.cli("pull", name).stdout.decode()
     assert "Pulling fs layer" in out and "Download complete" in out and "Pull complete" in out
     info = json.loads(daemon.docker("image", "inspect", name).stdout)[0]
@@ -180,24 +169,26 @@ def test_login_and_authenticated_push_pull(daemon, auth_registry, tmp_path):
     cfg = tmp_path / "cfg"
     name = f"{auth_registry.host}/alice/busybox:1"
     daemon.docker("tag", "busybox", name)
-    denied = _docker(daemon, cfg, "push", name, check=False)
+    denied = daemon.docker("push", name, check=False, config=cfg)
     assert denied.returncode == 1
     assert denied.stderr.strip().endswith(b"no basic auth credentials")  # as dockerd
 
-    wrong = _docker(daemon, cfg, "login", auth_registry.host, "-u", "alice", "-p", "x", check=False)
+    wrong = daemon.docker(
+        "login", auth_registry.host, "-u", "alice", "-p", "x", check=False, config=cfg
+    )
     assert wrong.returncode == 1
     assert b"401 Unauthorized" in wrong.stderr
 
-    ok = _docker(
-        daemon, cfg, "login", auth_registry.host, "-u", "alice", "--password-stdin",
-        input=b"s3cret\n",
+    ok = daemon.docker(
+        "login", auth_registry.host, "-u", "alice", "--password-stdin",
+        input=b"s3cret\n", config=cfg,
     )  # fmt: skip
     assert b"Login Succeeded" in ok.stdout
     stored = json.loads((cfg / "config.json").read_text())
     assert auth_registry.host in stored["auths"]
-    assert b": Pushed" in _docker(daemon, cfg, "push", name).stdout
+    assert b": Pushed" in daemon.docker("push", name, config=cfg).stdout
     daemon.docker("rmi", name)
-    assert b"Downloaded newer image" in _docker(daemon, cfg, "pull", name).stdout
+    assert b"Downloaded newer image" in daemon.docker("pull", name, config=cfg).stdout
 
     # our CLI reads the same config.json
     ours = subprocess.run(
@@ -208,7 +199,7 @@ def test_login_and_authenticated_push_pull(daemon, auth_registry, tmp_path):
     )
     assert ours.returncode == 0, ours.stderr
     assert b"Layer already exists" in ours.stdout
-    out = _docker(daemon, cfg, "logout", auth_registry.host).stdout
+    out = daemon.docker("logout", auth_registry.host, config=cfg).stdout
     assert b"Removing login credentials" in out
     daemon.docker("rmi", name)
 
@@ -282,8 +273,7 @@ class _CorruptingProxy:
 
 
 def test_corrupt_blob_fails_cleanly(daemon, registry):
-    layer, diff_id = _layer_tar({"data.bin": bytes(range(256)) * 512})
-    _skopeo_seed(registry, f"{registry.host}/sk/corrupt:1", layer, diff_id)
+    _skopeo_seed(f"{registry.host}/sk/corrupt:1", {"data.bin": bytes(range(256)) * 512})
     proxy = _CorruptingProxy(registry.host)
     try:
         before = _blobs(daemon)
@@ -300,78 +290,17 @@ def test_corrupt_blob_fails_cleanly(daemon, registry):
 
 
 # -- seeding with skopeo from an OCI layout ----------------------------------------------------
-def _layer_tar(files: dict[str, bytes]) -> tuple[bytes, str]:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    plain = raw.getvalue()
-    return gzip.compress(plain, mtime=0), "sha256:" + hashlib.sha256(plain).hexdigest()
-
-
-def _skopeo_seed(registry, ref: str, layer: bytes, diff_id: str) -> None:
+def _skopeo_seed(ref: str, files: dict[str, bytes]) -> str:
+    """Pushes a one-layer image of ``files`` to ``ref`` with skopeo; returns the diff ID."""
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo missing")
     import tempfile
 
+    layer = _plain_tar(files)
     with tempfile.TemporaryDirectory() as tmp:
-        layout = Path(tmp)
-        blobs = layout / "blobs" / "sha256"
-        blobs.mkdir(parents=True)
-
-        def put(data: bytes) -> str:
-            digest = hashlib.sha256(data).hexdigest()
-            (blobs / digest).write_bytes(data)
-            return "sha256:" + digest
-
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Cmd": ["sh"]},
-                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            }
-        ).encode()
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": put(config),
-                    "size": len(config),
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": put(layer),
-                        "size": len(layer),
-                    }
-                ],
-            }
-        ).encode()
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": put(manifest),
-                    "size": len(manifest),
-                    "annotations": {"org.opencontainers.image.ref.name": "1"},
-                }
-            ],
-        }
-        (layout / "index.json").write_text(json.dumps(index))
-        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-        subprocess.run(
-            ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{ref}"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        write_oci_layout(Path(tmp), layer, tag="1")
+        skopeo_push(Path(tmp), ref, tag="1")
+    return "sha256:" + hashlib.sha256(layer).hexdigest()
 
 
 def test_registry_digest_matches_what_skopeo_sees(daemon, registry):

@@ -6,15 +6,10 @@ error. Skipped when dockerd is not installed."""
 from __future__ import annotations
 
 import shutil
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.registry_peers import DistributionRegistry, free_port, htpasswd_file
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dockerd") is None
@@ -22,23 +17,6 @@ pytestmark = pytest.mark.skipif(
     or shutil.which("docker") is None,
     reason="dockerd, docker-registry or the docker CLI missing",
 )
-
-
-@pytest.fixture(scope="module")
-def dockerd():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import run as bench_run
-    finally:
-        sys.path.remove(str(BENCH))
-    base = Path(tempfile.mkdtemp(prefix="dy-refd-", dir="/tmp"))
-    (base / "none.json").write_text("{}")
-    engine = bench_run.start_dockerd(base)
-    try:
-        bench_run.import_busybox(engine)
-        yield engine
-    finally:
-        bench_run.stop(engine)
 
 
 @pytest.fixture(scope="module")

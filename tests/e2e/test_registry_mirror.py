@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonHandle, leftovers, remove_cgroup_parent
+from tests.conftest import DaemonHandle
 from tests.e2e.registry_peers import DistributionRegistry, free_port, our_registry
 
 pytestmark = pytest.mark.skipif(
@@ -63,14 +63,7 @@ def mirrored(daemon, tmp_path_factory):
                 handle.start()
                 yield handle
             finally:
-                try:
-                    handle.cleanup_containers()
-                finally:
-                    handle.stop()
-                    handle.cleanup_network()
-                    left = leftovers(handle)
-                    remove_cgroup_parent(handle)
-                    shutil.rmtree(base, ignore_errors=True)
+                left = handle.teardown()
                 assert not left, left
         finally:
             dist.stop()

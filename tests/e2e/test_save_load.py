@@ -9,12 +9,8 @@ import json
 import os
 import pty
 import shutil
-import signal
-import subprocess
 import sys
 import tarfile
-import tempfile
-import time
 from pathlib import Path
 
 import docker
@@ -193,81 +189,16 @@ def test_good_synthetic_archive_loads(daemon) -> None:
 # -- interop with a reference dockerd ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dockerd():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if shutil.which("dockerd") is None:
-        pytest.skip("dockerd is not installed")
-    base = Path(tempfile.mkdtemp(prefix="dy-ref-", dir="/tmp"))
-    sock = base / "docker.sock"
-    (base / "none.json").write_text("{}")
-    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            "-H",
-            f"unix://{sock}",
-            "--data-root",
-            str(base / "data"),
-            "--exec-root",
-            str(base / "exec"),
-            "--pidfile",
-            str(base / "docker.pid"),
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--containerd-namespace",
-            f"dysl{os.getpid()}",
-            "--config-file",
-            str(base / "none.json"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(base / "cfg")}
-
-    def docker_ref(*args: str, input: bytes | None = None, check: bool = True):
-        return subprocess.run(
-            ["docker", *args], env=env, input=input, capture_output=True, check=check, timeout=120
-        )
-
-    try:
-        deadline = time.monotonic() + 60
-        while docker_ref("version", check=False).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("dockerd did not start: " + (base / "dockerd.log").read_text()[-500:])
-            time.sleep(0.2)
-        yield docker_ref
-    finally:
-        ids = docker_ref("ps", "-aq", check=False).stdout.split()
-        if ids:
-            docker_ref("rm", "-f", *[i.decode() for i in ids], check=False)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-            mountpoint = line.split()[4]
-            if mountpoint.startswith(str(base)):
-                subprocess.run(["umount", "-l", mountpoint], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_ours_to_dockerd_and_back(daemon, dockerd, tmp_path: Path) -> None:
     daemon.docker("tag", "busybox", "interop:ours")
     ours = daemon.docker("save", "interop:ours").stdout
-    assert dockerd("load", input=ours).stdout == b"Loaded image: interop:ours\n"
-    ran = dockerd("run", "--rm", "--network", "none", "interop:ours", "echo", "in-dockerd")
+    assert dockerd.docker("load", input=ours).stdout == b"Loaded image: interop:ours\n"
+    ran = dockerd.docker("run", "--rm", "--network", "none", "interop:ours", "echo", "in-dockerd")
     assert ran.stdout == b"in-dockerd\n"
 
     # dockerd 20.10 writes the old format: <v1 id>/layer.tar and <id>.json
-    dockerd("tag", "interop:ours", "interop:theirs")
-    theirs = dockerd("save", "interop:theirs").stdout
+    dockerd.docker("tag", "interop:ours", "interop:theirs")
+    theirs = dockerd.docker("save", "interop:theirs").stdout
     with tarfile.open(fileobj=io.BytesIO(theirs)) as tar:
         assert any(n.endswith("/layer.tar") for n in tar.getnames())
     daemon.docker("rmi", "interop:ours")
@@ -276,6 +207,6 @@ def test_ours_to_dockerd_and_back(daemon, dockerd, tmp_path: Path) -> None:
     assert ran.stdout == b"in-dockyard\n"
     assert (
         daemon.docker("image", "inspect", "-f", "{{.Id}}", "interop:theirs").stdout
-        == dockerd("image", "inspect", "-f", "{{.Id}}", "interop:theirs").stdout
+        == dockerd.docker("image", "inspect", "-f", "{{.Id}}", "interop:theirs").stdout
     )
     daemon.docker("rmi", "interop:theirs")

@@ -1,6 +1,6 @@
-"""A ``dockyard registry serve`` subprocess on a free loopback port, and an
-OCI image layout built by hand from the host's busybox, for interop tests
-and the benchmark."""
+"""A ``dockyard registry serve`` subprocess on a free loopback port, an OCI
+image layout built by hand (from the host's busybox, or any layer) and
+skopeo pushing it, for interop tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import gzip
 import hashlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.e2e.registry_peers import spawn_our_registry, stop
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 15) -> None:
@@ -44,22 +38,12 @@ def wait_http(url: str, timeout: float = 15) -> None:
 @contextmanager
 def registry_process(root: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """Yields ("127.0.0.1:PORT", process); kills it on exit."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockyard.cli.registry", "serve",
-         "--addr", f"127.0.0.1:{port}", "--root", str(root), *extra],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )  # fmt: skip
+    port, proc = spawn_our_registry(root, *extra)
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/")
         yield f"127.0.0.1:{port}", proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _blob(layout: Path, data: bytes) -> dict:
@@ -72,13 +56,20 @@ def write_oci_layout(layout: Path, layer_tar: bytes, *, tag: str = "latest",
                      compress: bool = True) -> str:  # fmt: skip
     """An OCI image layout with one single-layer image; returns the manifest digest."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
     blob = gzip.compress(layer_tar, compresslevel=1, mtime=0) if compress else layer_tar
     layer = {
         "mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
         **_blob(layout, blob),
     }
+    return write_oci_image(layout, layer, diff_id, tag=tag)
+
+
+def write_oci_image(layout: Path, layer: dict, diff_id: str, *, tag: str) -> str:
+    """Config, manifest and index of a single-layer image around a layer blob
+    already in ``layout/blobs`` (``layer`` is its descriptor); returns the
+    manifest digest."""
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -107,6 +98,16 @@ def write_oci_layout(layout: Path, layer_tar: bytes, *, tag: str = "latest",
     }
     (layout / "index.json").write_text(json.dumps(index))
     return desc["digest"]
+
+
+def skopeo_push(layout: Path, ref: str, *, tag: str = "latest") -> None:
+    """Copies ``tag`` of an OCI layout to ``ref`` (a plain-HTTP registry) with skopeo."""
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{ref}"],
+        check=True,
+        capture_output=True,
+        timeout=600,  # the benchmark pushes hundreds of MB
+    )
 
 
 def busybox_tar() -> bytes:

@@ -16,7 +16,6 @@ import pytest
 from dockyard import errdefs
 from dockyard.builder.context import receive
 from dockyard.builder.executor import BuildOptions, build
-from dockyard.image.busybox import build_rootfs_tar
 from dockyard.image.service import ImageService
 from dockyard.store.content import ContentStore
 from dockyard.store.metadata import Database
@@ -26,13 +25,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox-static"),
 ]
-
-
-@pytest.fixture(scope="module")
-def busybox_tar() -> bytes:
-    buf = io.BytesIO()
-    build_rootfs_tar(buf)
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from dockyard.image.changes import ChangeKind, changes, mounted, write_layer_tar
 from dockyard.image.layer import apply_layer
 from dockyard.store.snapshots import (
-    CopySnapshotter,
     OverlaySnapshotter,
     Snapshotter,
     mount_all,
@@ -24,11 +23,6 @@ from dockyard.store.snapshots import (
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, chown)")
-
-
-@pytest.fixture(params=[OverlaySnapshotter, CopySnapshotter], ids=["overlay", "copy"])
-def sn(request, tmp_path: Path) -> Snapshotter:
-    return request.param(tmp_path / "snapshots")
 
 
 @pytest.fixture

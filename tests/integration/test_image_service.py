@@ -12,23 +12,16 @@ from pathlib import Path
 import pytest
 
 from dockyard import errdefs
-from dockyard.image.busybox import build_rootfs_tar
 from dockyard.image.service import ImageService
 from dockyard.store.content import ContentStore
 from dockyard.store.metadata import Database
 from dockyard.store.snapshots import CopySnapshotter, OverlaySnapshotter
+from tests.unit.test_image_archive import layer_tar
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox-static"),
 ]
-
-
-@pytest.fixture(scope="module")
-def busybox_tar() -> bytes:
-    buf = io.BytesIO()
-    build_rootfs_tar(buf)
-    return buf.getvalue()
 
 
 @pytest.fixture(params=[OverlaySnapshotter, CopySnapshotter], ids=["overlay", "copy"])
@@ -161,18 +154,6 @@ def test_retag_leaves_dangling(svc: ImageService, busybox_tar: bytes) -> None:
     assert records == [{"Deleted": first}]
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_multi_layer_image_from_parts(svc: ImageService, busybox_tar: bytes) -> None:
     """Pull/build path: layers stacked with add_layer, then create_image; a
     whiteout in the upper layer hides a lower file; blobs are kept and found
@@ -184,7 +165,7 @@ def test_multi_layer_image_from_parts(svc: ImageService, busybox_tar: bytes) -> 
 
     base = svc.add_layer(io.BytesIO(gzip.compress(busybox_tar)), parent_chain=None)
     assert base.media_type.endswith("tar.gzip") and svc.content.has(base.blob)
-    top_tar = _tar({"etc/.wh.passwd": b"", "hello.txt": b"hi"})
+    top_tar = layer_tar({"etc/.wh.passwd": b"", "hello.txt": b"hi"})
     top = svc.add_layer(io.BytesIO(top_tar), parent_chain=base.chain_id)
     assert (
         top.blob == top.diff_id

@@ -5,7 +5,6 @@ running and can be stopped, logged and waited on."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonHandle, leftovers, remove_cgroup_parent
+from tests.conftest import DaemonHandle
 
 
 @pytest.fixture
@@ -27,12 +26,7 @@ def own_daemon():
     finally:
         if handle.proc is None:
             handle.start()
-        handle.cleanup_containers()
-        handle.stop()
-        handle.cleanup_network()
-        left = leftovers(handle)
-        remove_cgroup_parent(handle)
-        shutil.rmtree(base, ignore_errors=True)
+        left = handle.teardown()
         assert not left
 
 

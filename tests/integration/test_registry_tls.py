@@ -12,7 +12,8 @@ import time
 import pytest
 import requests
 
-from tests.integration.registry_helpers import ROOT, free_port, write_oci_layout
+from tests.e2e.registry_peers import free_port
+from tests.integration.registry_helpers import ROOT, write_oci_layout
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

@@ -9,7 +9,6 @@ import pytest
 
 from dockyard import errdefs
 from dockyard.store.snapshots import (
-    CopySnapshotter,
     OverlaySnapshotter,
     Snapshotter,
     choose_snapshotter,
@@ -18,11 +17,6 @@ from dockyard.store.snapshots import (
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
-
-@pytest.fixture(params=[OverlaySnapshotter, CopySnapshotter], ids=["overlay", "copy"])
-def sn(request, tmp_path: Path) -> Snapshotter:
-    return request.param(tmp_path / "snapshots")
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from typing import BinaryIO
 
 from dockyard import errdefs
 from dockyard.image.changes import TarWriter
-from dockyard.image.layer import clean_name, decompressed
+from dockyard.image.layer import clean_name, decompressed, hardlink, make_node
 from dockyard.sys.securejoin import RootDir
 
 _CHUNK = 1 << 20
@@ -454,33 +454,14 @@ class _Extractor:
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=parent)
         elif member.islnk():
-            self._hardlink(member, name, parent)
+            # hard link targets name entries of this archive: under the destination
+            hardlink(lambda parts: self._parent(parts, create=False), member, name, parent)
             return
-        elif member.ischr() or member.isblk():
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            dev = os.makedev(member.devmajor, member.devminor)
-            os.mknod(name, kind | (member.mode & 0o7777), dev, dir_fd=parent)
-        elif member.isfifo():
-            os.mkfifo(name, member.mode & 0o7777, dir_fd=parent)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            make_node(member, name, parent)
         else:
             return  # Docker skips what it cannot represent
         self._metadata(member, parent, name, parts)
-
-    def _hardlink(self, member: tarfile.TarInfo, name: str, parent: int) -> None:
-        target = clean_name(member.linkname)
-        if not target:
-            raise errdefs.InvalidArgument(f"{member.name}: hard link to the root")
-        source_dir = self._parent(target[:-1], create=False)
-        try:
-            os.link(
-                target[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False
-            )
-        except (FileNotFoundError, PermissionError) as exc:
-            raise errdefs.InvalidArgument(
-                f"{member.name}: invalid hard link to {member.linkname!r}: {exc.strerror}"
-            )
-        finally:
-            os.close(source_dir)
 
     def _metadata(
         self, member: tarfile.TarInfo, parent: int, name: str | None, parts: list[str]

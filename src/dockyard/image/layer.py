@@ -38,13 +38,17 @@ import posixpath
 import shutil
 import stat
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from dockyard import errdefs
 from dockyard.image.tarstream import Member, TarReader
 from dockyard.sys.securejoin import RootDir
+
+if TYPE_CHECKING:
+    from tarfile import TarInfo  # ``container.archive`` extracts with tarfile
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -116,6 +120,36 @@ def clean_name(name: str) -> list[str]:
     if any(p == ".." for p in parts) or "\x00" in name:
         raise errdefs.InvalidArgument(f"invalid path in layer: {name!r} is outside of the root")
     return parts
+
+
+def hardlink(
+    open_dir: Callable[[list[str]], int], member: Member | TarInfo, name: str, parent: int
+) -> None:
+    """Makes ``name`` in directory ``parent`` a hard link to the member's
+    ``linkname``, a name of the same archive: ``open_dir`` opens a directory
+    of the target by its components, so the source stays inside it."""
+    target = clean_name(member.linkname)
+    if not target:
+        raise errdefs.InvalidArgument(f"{member.name}: hard link to the root")
+    source_dir = open_dir(target[:-1])
+    try:
+        os.link(target[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise errdefs.InvalidArgument(
+            f"{member.name}: invalid hard link to {member.linkname!r}: {exc.strerror}"
+        )
+    finally:
+        os.close(source_dir)
+
+
+def make_node(member: Member | TarInfo, name: str, parent: int) -> None:
+    """A character or block device or a fifo entry, made in directory ``parent``."""
+    if member.isfifo():
+        os.mkfifo(name, member.mode & 0o7777, dir_fd=parent)
+        return
+    kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+    dev = os.makedev(member.devmajor, member.devminor)
+    os.mknod(name, kind | (member.mode & 0o7777), dev, dir_fd=parent)
 
 
 class _Tree(RootDir):
@@ -238,14 +272,10 @@ class _Applier:
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=parent)
         elif member.islnk():
-            self._hardlink(member, name, parent)
+            hardlink(self.tree.open_dir, member, name, parent)
             return False  # shares the inode: its metadata is the target's
-        elif member.ischr() or member.isblk():
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            dev = os.makedev(member.devmajor, member.devminor)
-            os.mknod(name, kind | (member.mode & 0o7777), dev, dir_fd=parent)
-        elif member.isfifo():
-            os.mkfifo(name, member.mode & 0o7777, dir_fd=parent)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            make_node(member, name, parent)
         else:
             raise errdefs.InvalidArgument(
                 f"{member.name}: unhandled tar entry type {member.type!r}"
@@ -274,22 +304,6 @@ class _Applier:
                 self.file_digests[path] = (os.fstat(fd).st_ino, digest.hexdigest())
         finally:
             os.close(fd)
-
-    def _hardlink(self, member: Member, name: str, parent: int) -> None:
-        target = clean_name(member.linkname)
-        if not target:
-            raise errdefs.InvalidArgument(f"{member.name}: hard link to the root")
-        source_dir = self.tree.open_dir(target[:-1], create=False)
-        try:
-            os.link(
-                target[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False
-            )
-        except (FileNotFoundError, PermissionError) as exc:
-            raise errdefs.InvalidArgument(
-                f"{member.name}: invalid hard link to {member.linkname!r}: {exc.strerror}"
-            )
-        finally:
-            os.close(source_dir)
 
     def _metadata(self, member: Member, parts: list[str], name: str, parent: int) -> None:
         os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
