@@ -356,3 +356,24 @@ def test_commit_and_cp_on_the_copy_snapshotter(copy_daemon, tmp_path):
     finally:
         copy_daemon.docker("rm", "-f", name, check=False)
         copy_daemon.docker("rmi", tag, check=False)
+
+
+def test_cp_shows_the_containers_hostname_hosts_and_resolv_conf(daemon, tmp_path):
+    """They are bind-mounted over the root: docker cp gives what the
+    container sees, not the empty mount points under them."""
+    name = "cp-etc-" + os.urandom(3).hex()
+    daemon.docker("run", "-d", "--name", name, "--hostname", "cpbox", "busybox", "sleep", "60")
+    try:
+        for path, expected in (
+            ("/etc/hostname", "cpbox\n"),
+            ("/etc/hosts", "cpbox"),
+            ("/etc/resolv.conf", "nameserver"),
+        ):
+            daemon.docker("cp", f"{name}:{path}", str(tmp_path / "out"))
+            assert expected in (tmp_path / "out").read_text(), path
+            (tmp_path / "out").unlink()
+        daemon.docker("stop", "-t", "0", name)
+        daemon.docker("cp", f"{name}:/etc/hostname", str(tmp_path / "out"))
+        assert (tmp_path / "out").read_text() == "cpbox\n"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)

@@ -135,11 +135,32 @@ async def export(request: web.Request) -> web.StreamResponse:
 # -- archive (docker cp) ------------------------------------------------------------
 
 
+# The files the daemon bind-mounts over a container's root: `docker cp`
+# shows the container's view of them, not the empty mount points.
+_MOUNTED_FILES = {
+    "/etc/hostname": "hostname_path",
+    "/etc/hosts": "hosts_path",
+    "/etc/resolv.conf": "resolv_conf_path",
+}
+
+
+@contextlib.contextmanager
+def _source(request: web.Request, c, path: str) -> Iterator[tuple[Path, str]]:
+    """Where a read of ``path`` is served from: (a root, the path in it) —
+    the daemon's own file for a bind-mounted one, else the container's root."""
+    attr = _MOUNTED_FILES.get(path)
+    host = getattr(c, attr, "") if attr else ""
+    if host and os.path.isfile(host):
+        yield Path(host).parent, "/" + Path(host).name
+        return
+    with _root(request, c) as root:
+        yield root, path
+
+
 def _stat_or_raise(request: web.Request, c) -> PathStat:
     from dockyard.container import archive
 
-    path = _query_path(request)
-    with _root(request, c) as root:
+    with _source(request, c, _query_path(request)) as (root, path):
         return archive.stat_path(root, path, container=request.match_info["name"])
 
 
@@ -165,8 +186,8 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
 
     def work(out) -> None:
-        with _root(request, c) as root:
-            archive.archive_path(root, path, out, container=name)
+        with _source(request, c, path) as (root, inner):
+            archive.archive_path(root, inner, out, container=name)
 
     await _stream_from_thread(request, response, work)
     await response.write_eof()
