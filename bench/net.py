@@ -24,7 +24,6 @@ import contextlib
 import ipaddress
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -42,33 +41,6 @@ CHUNK = 1 << 20
 
 
 DOCKERD_NETWORK = ("--bip", DOCKERD_BIP, "--iptables=true")  # its bridge and iptables on
-
-
-def stop(engine: Engine) -> None:
-    """bench.run's stop, but ending leftover processes by pid."""
-    ids = engine.docker("ps", "-aq", check=False).stdout.split()
-    if ids:
-        engine.docker("rm", "-f", *[i.decode() for i in ids], check=False)
-    engine.proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        engine.proc.wait(30)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if str(engine.base).encode() in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), 9)
-    cleanup = engine.base / "cleanup-args"
-    if cleanup.exists():  # our daemon: remove its bridge and firewall rules
-        subprocess.run(cleanup.read_text().split("\n"), capture_output=True, check=False)
-    time.sleep(0.3)
-    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-        mountpoint = line.split()[4]
-        if mountpoint.startswith(str(engine.base)):
-            subprocess.run(["umount", "-l", mountpoint], check=False)
-    shutil.rmtree(engine.base, ignore_errors=True)
-    for parent in Path("/sys/fs/cgroup").glob(f"*/dockyard-bench-{os.getpid()}"):
-        with contextlib.suppress(OSError):
-            parent.rmdir()
 
 
 # -- dockerd's host state ----------------------------------------------------
@@ -278,7 +250,7 @@ def main() -> None:
             rows[name].update(values)
     finally:
         for engine in engines:
-            stop(engine)
+            run.stop(engine)
         if any(e.name == "dockerd" for e in engines):
             remove_dockerd_state(chains_before, had_docker0)
             with contextlib.suppress(OSError):

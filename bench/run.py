@@ -145,7 +145,13 @@ def stop(engine: Engine) -> None:
             subprocess.run(cleanup.read_text().split("\n"), capture_output=True, check=False)
     except subprocess.TimeoutExpired:
         engine.proc.kill()
-    subprocess.run(["pkill", "-f", str(engine.base)], check=False)
+    # leftovers (shims, containerd, proxies) carry the engine's base in their
+    # command line; by pid, so that nothing else that mentions it is hit
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if str(engine.base).encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
     time.sleep(0.3)
     for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
         mountpoint = line.split()[4]
